@@ -1,0 +1,122 @@
+"""Offline store: feature snapshots as day-partitioned parquet under the storage root.
+
+`get_historical_features` is the point-in-time join Feast users know: for each (entity, event
+timestamp) row it takes the latest snapshot at or before that time and within the view's TTL —
+never one from after it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from mlforge.errors import DataError
+from mlforge.features import EVENT_TS, service_features
+from mlforge.spec import FeatureViewSpec, ProjectSpec
+from mlforge.storage import Storage, read_json, read_parquet, write_json, write_parquet
+from mlforge.timeline import key
+
+
+def snapshot_key(view: str, d: date) -> str:
+    """Storage key of the snapshot of `view` as of day `d`."""
+    return f"features/{view}/date={key(d)}/data.parquet"
+
+
+def snapshot_meta_key(view: str, d: date) -> str:
+    """Storage key of the sidecar of one snapshot."""
+    return f"features/{view}/date={key(d)}/_meta.json"
+
+
+def write_snapshot(storage: Storage, view: str, d: date, df: pl.DataFrame, lineage: dict[str, str]) -> str:
+    """Store one snapshot and its sidecar (row count, hash, the raw data versions it read)."""
+    digest = write_parquet(storage, snapshot_key(view, d), df)
+    write_json(
+        storage,
+        snapshot_meta_key(view, d),
+        {"rows": df.height, "sha256": digest, "lineage": lineage},
+    )
+    return digest
+
+
+def missing_snapshots(storage: Storage, view: str, days: list[date]) -> list[str]:
+    """Days with no stored snapshot of `view`."""
+    return [key(d) for d in days if not storage.exists(snapshot_meta_key(view, d))]
+
+
+def read_snapshot(storage: Storage, view: str, d: date) -> pl.DataFrame:
+    """One stored snapshot."""
+    return read_parquet(storage, snapshot_key(view, d))
+
+
+def snapshot_versions(storage: Storage, view: str, days: list[date]) -> dict[str, str]:
+    """{day: sha256} of stored snapshots."""
+    return {key(d): read_json(storage, snapshot_meta_key(view, d))["sha256"] for d in days}
+
+
+def read_snapshots(storage: Storage, view: str, days: list[date]) -> pl.DataFrame:
+    """Stored snapshots of `days`, concatenated."""
+    frames = [read_snapshot(storage, view, d) for d in days]
+    if not frames:
+        raise DataError(f"no snapshots of feature view {view} requested")
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def point_in_time_join(
+    entity_df: pl.DataFrame,
+    features: pl.DataFrame,
+    entity_key: str,
+    ttl: timedelta,
+    columns: list[str],
+    timestamp_col: str = EVENT_TS,
+) -> pl.DataFrame:
+    """Join the latest `features` row at or before each entity row's timestamp, within `ttl`.
+
+    Rows with no such feature row keep nulls. The result preserves `entity_df`'s row order.
+    """
+    left = entity_df.with_row_index("__row").with_columns(pl.col(timestamp_col).cast(pl.Datetime("us")))
+    right = features.select(
+        entity_key, pl.col(EVENT_TS).cast(pl.Datetime("us")).alias("__feature_ts"), *columns
+    ).sort(entity_key, "__feature_ts")
+    joined = left.sort(entity_key, timestamp_col).join_asof(
+        right,
+        left_on=timestamp_col,
+        right_on="__feature_ts",
+        by=entity_key,
+        strategy="backward",
+        tolerance=ttl,
+        check_sortedness=False,
+    )
+    return joined.sort("__row").drop("__row", "__feature_ts")
+
+
+def get_historical_features(
+    storage: Storage, spec: ProjectSpec, entity_df: pl.DataFrame, service: str
+) -> pl.DataFrame:
+    """Point-in-time correct features of a feature service for (entity, event_timestamp) rows."""
+    out = entity_df
+    by_view: dict[str, list[str]] = {}
+    for view, feat in service_features(spec, service):
+        by_view.setdefault(view, []).append(feat)
+    for view_name, feats in by_view.items():
+        view = spec.feature_view(view_name)
+        join_key = spec.entity(view.entity).join_key
+        days = _days_needed(storage, view, out)
+        snaps = read_snapshots(storage, view_name, days)
+        out = point_in_time_join(out, snaps, join_key, timedelta(days=view.ttl_days), feats)
+    return out
+
+
+def _days_needed(storage: Storage, view: FeatureViewSpec, entity_df: pl.DataFrame) -> list[date]:
+    """Stored snapshot days that can answer the entity rows (within TTL of their timestamps)."""
+    ts = entity_df[EVENT_TS].cast(pl.Datetime("us"))
+    lo: datetime = ts.min()  # type: ignore[assignment]
+    hi: datetime = ts.max()  # type: ignore[assignment]
+    first = (lo - timedelta(days=view.ttl_days)).date()
+    stored = []
+    for k in storage.list(f"features/{view.name}/"):
+        if k.endswith("/_meta.json"):
+            d = date.fromisoformat(k.split("date=")[1].split("/")[0])
+            if first <= d and datetime(d.year, d.month, d.day) + timedelta(days=1) <= hi:
+                stored.append(d)
+    return sorted(stored)

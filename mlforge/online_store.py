@@ -1,0 +1,214 @@
+"""Online store: the latest feature values per entity, for serving.
+
+One packed value per (view, entity): a 16-character event timestamp (epoch seconds, zero padded,
+so values compare as strings) followed by the features as little-endian float64. A lookup of many
+entities is one round trip (MGET on Redis, one SELECT on the embedded SQLite store). A write never
+replaces a value with an older event timestamp, so a backfill cannot clobber fresher data, and
+every write sets the TTL again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mlforge.errors import MLForgeError, StoreUnavailableError
+
+TS_WIDTH = 16
+
+
+def pack(event_ts: int, values: np.ndarray) -> bytes:
+    """Encode one entity's row."""
+    return f"{event_ts:0{TS_WIDTH}d}".encode() + np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+def unpack(raw: bytes) -> tuple[int, np.ndarray]:
+    """Decode one entity's row."""
+    return int(raw[:TS_WIDTH]), np.frombuffer(raw, dtype="<f8", offset=TS_WIDTH)
+
+
+class OnlineStore(Protocol):
+    """What serving and the online assets need."""
+
+    def write(
+        self,
+        view: str,
+        entity_ids: Sequence[str],
+        event_ts: Sequence[int],
+        values: np.ndarray,
+        ttl_seconds: int,
+    ) -> int:
+        """Upsert rows whose event_ts is not older than the stored one; return rows written."""
+        ...
+
+    def read(self, view: str, entity_ids: Sequence[str], n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values [n, n_features] with NaN where missing, found mask [n]) in request order."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailableError when the store cannot be reached."""
+        ...
+
+
+def _assemble(raws: Sequence[bytes | None], n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    out = np.full((len(raws), n_features), np.nan, dtype=np.float64)
+    found = np.zeros(len(raws), dtype=bool)
+    for i, raw in enumerate(raws):
+        if raw is not None:
+            vals = np.frombuffer(raw, dtype="<f8", offset=TS_WIDTH)
+            if len(vals) == n_features:
+                out[i] = vals
+                found[i] = True
+    return out, found
+
+
+class SQLiteOnlineStore:
+    """The embedded default: one SQLite file (WAL), safe for one writer and many readers."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS online (view TEXT NOT NULL, entity TEXT NOT NULL, "
+                "ts INTEGER NOT NULL, expires REAL NOT NULL, value BLOB NOT NULL, "
+                "PRIMARY KEY (view, entity)) WITHOUT ROWID"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def write(
+        self,
+        view: str,
+        entity_ids: Sequence[str],
+        event_ts: Sequence[int],
+        values: np.ndarray,
+        ttl_seconds: int,
+    ) -> int:
+        """Upsert in one transaction; older event timestamps lose."""
+        expires = time.time() + ttl_seconds
+        rows = [
+            (view, str(e), int(t), expires, pack(int(t), values[i]))
+            for i, (e, t) in enumerate(zip(entity_ids, event_ts, strict=True))
+        ]
+        conn = self._conn()
+        with conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO online (view, entity, ts, expires, value) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (view, entity) DO UPDATE SET ts = excluded.ts, expires = excluded.expires, "
+                "value = excluded.value WHERE excluded.ts >= online.ts",
+                rows,
+            )
+            return conn.total_changes - before
+
+    def read(self, view: str, entity_ids: Sequence[str], n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """One SELECT for all ids; expired rows count as missing."""
+        ids = [str(e) for e in entity_ids]
+        found: dict[str, bytes] = {}
+        now = time.time()
+        conn = self._conn()
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 900]
+            q = f"SELECT entity, value FROM online WHERE view = ? AND expires > ? AND entity IN ({','.join('?' * len(chunk))})"
+            for ent, val in conn.execute(q, [view, now, *chunk]):
+                found[ent] = val
+        return _assemble([found.get(i) for i in ids], n_features)
+
+    def ping(self) -> None:
+        """SQLite is in-process: reachable when the file opens."""
+        try:
+            self._conn().execute("SELECT 1")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"embedded online store {self.path}: {exc}") from None
+
+
+# Sets each key only if no stored value has a newer timestamp prefix; refreshes the TTL.
+_REDIS_UPSERT = """
+local n = 0
+for i, k in ipairs(KEYS) do
+  local new = ARGV[i + 1]
+  local old = redis.call('GET', k)
+  if (not old) or string.sub(old, 1, 16) <= string.sub(new, 1, 16) then
+    redis.call('SET', k, new, 'EX', ARGV[1])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+class RedisOnlineStore:
+    """Redis backend: one packed string per (view, entity), MGET reads, Lua-guarded writes."""
+
+    def __init__(self, url: str, key_prefix: str = "mlforge", client: Any = None) -> None:
+        import redis
+
+        self.url = url
+        self.prefix = key_prefix
+        self._redis = client or redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._upsert = self._redis.register_script(_REDIS_UPSERT)
+
+    def _key(self, view: str, entity: str) -> str:
+        return f"{self.prefix}:{view}:{entity}"
+
+    def _guard(self, what: str, fn: Any, *args: Any) -> Any:
+        import redis
+
+        try:
+            return fn(*args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailableError(f"online store (Redis) unreachable during {what}: {exc}") from None
+        except redis.RedisError as exc:
+            raise MLForgeError(f"online store (Redis) {what} failed: {exc}") from None
+
+    def write(
+        self,
+        view: str,
+        entity_ids: Sequence[str],
+        event_ts: Sequence[int],
+        values: np.ndarray,
+        ttl_seconds: int,
+    ) -> int:
+        """Pipelined batches of the guarded upsert script."""
+        written = 0
+        batch = 1000
+        for start in range(0, len(entity_ids), batch):
+            keys = [self._key(view, str(e)) for e in entity_ids[start : start + batch]]
+            vals = [pack(int(event_ts[start + j]), values[start + j]) for j in range(len(keys))]
+            written += int(self._guard("write", self._upsert, keys, [ttl_seconds, *vals]))
+        return written
+
+    def read(self, view: str, entity_ids: Sequence[str], n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """One MGET for all ids."""
+        if not entity_ids:
+            return np.zeros((0, n_features)), np.zeros(0, dtype=bool)
+        raws = self._guard("read", self._redis.mget, [self._key(view, str(e)) for e in entity_ids])
+        return _assemble(raws, n_features)
+
+    def ping(self) -> None:
+        """PING the server."""
+        self._guard("ping", self._redis.ping)
+
+
+def open_online_store(url: str, key_prefix: str = "mlforge") -> OnlineStore:
+    """The store a URL names: sqlite:///path (embedded) or redis://…"""
+    if url.startswith("sqlite:///"):
+        return SQLiteOnlineStore(url[len("sqlite:///") :])
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisOnlineStore(url, key_prefix)
+    raise MLForgeError(f"unsupported online store URL {url!r}: use 'embedded' or redis://host:port/db")

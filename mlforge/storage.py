@@ -1,0 +1,242 @@
+"""One storage abstraction for every store: a local folder or an S3 bucket/prefix.
+
+Keys are '/'-separated paths relative to the root. Writes are atomic on both backends: a local
+write goes to a temporary file in the same folder and is renamed into place; an S3 PUT is atomic
+by the protocol. No reader ever sees half an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mlforge.errors import DataError, MLForgeError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+class Storage(Protocol):
+    """What every store needs from object storage."""
+
+    root: str
+
+    def uri(self, key: str) -> str:
+        """Full URI of `key` (a local path or s3://…)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+        ...
+
+    def read_bytes(self, key: str) -> bytes:
+        """The bytes stored at `key`; DataError when missing."""
+        ...
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Store `data` at `key` atomically."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+        ...
+
+
+class LocalStorage:
+    """Storage in a local folder (the embedded default)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.path = Path(root).expanduser().resolve()
+        self.root = str(self.path)
+
+    def _p(self, key: str) -> Path:
+        key = key.lstrip("/")
+        if ".." in Path(key).parts:
+            raise MLForgeError(f"storage key may not leave the root: {key}")
+        return self.path / key
+
+    def uri(self, key: str) -> str:
+        """Absolute local path of `key`."""
+        return str(self._p(key))
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+        return self._p(key).is_file()
+
+    def read_bytes(self, key: str) -> bytes:
+        """The bytes stored at `key`."""
+        try:
+            return self._p(key).read_bytes()
+        except FileNotFoundError:
+            raise DataError(f"not found in storage: {self.uri(key)}") from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write to a temp file beside the target, fsync, then rename over it."""
+        target = self._p(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix` (temporary files excluded)."""
+        base = self._p(prefix)
+        if base.is_file():
+            return [prefix]
+        if not base.is_dir():
+            return []
+        out = [
+            str(p.relative_to(self.path)).replace(os.sep, "/")
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.endswith(".tmp")
+        ]
+        return sorted(out)
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+        self._p(key).unlink(missing_ok=True)
+
+
+class S3Storage:
+    """Storage under s3://bucket/prefix on any S3-compatible server."""
+
+    def __init__(
+        self,
+        root: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        if not root.startswith("s3://"):
+            raise MLForgeError(f"S3 storage root must start with s3://, got {root}")
+        bucket, _, prefix = root[len("s3://") :].partition("/")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.root = root.rstrip("/")
+        self.endpoint_url = endpoint_url
+        if client is None:
+            import boto3  # boto3 costs ~0.3 s to import; only S3 users pay it
+
+            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+        self._s3 = client
+
+    def _k(self, key: str) -> str:
+        key = key.lstrip("/")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def uri(self, key: str) -> str:
+        """s3:// URI of `key`."""
+        return f"s3://{self.bucket}/{self._k(key)}"
+
+    def _call(self, what: str, fn: Any, **kw: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+        try:
+            return fn(Bucket=self.bucket, **kw)
+        except EndpointConnectionError as exc:
+            raise StoreUnavailableError(f"S3 endpoint {self.endpoint_url} unreachable ({what})") from exc
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise DataError(f"not found in storage: {self.uri(kw.get('Key', ''))}") from None
+            raise StoreUnavailableError(f"S3 {what} failed on {self.root}: {code}") from None
+        except BotoCoreError as exc:
+            raise StoreUnavailableError(f"S3 {what} failed on {self.root}: {exc}") from None
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+        try:
+            self._call("head", self._s3.head_object, Key=self._k(key))
+            return True
+        except DataError:
+            return False
+
+    def read_bytes(self, key: str) -> bytes:
+        """The bytes stored at `key`."""
+        resp = self._call("get", self._s3.get_object, Key=self._k(key))
+        return bytes(resp["Body"].read())
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """One PUT: S3 makes the object visible whole or not at all."""
+        self._call("put", self._s3.put_object, Key=self._k(key), Body=data)
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, relative to the root."""
+        out: list[str] = []
+        token: str | None = None
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        while True:
+            kw: dict[str, Any] = {"Prefix": self._k(prefix)}
+            if token:
+                kw["ContinuationToken"] = token
+            resp = self._call("list", self._s3.list_objects_v2, **kw)
+            out.extend(obj["Key"][strip:] for obj in resp.get("Contents", []))
+            if not resp.get("IsTruncated"):
+                return sorted(out)
+            token = resp.get("NextContinuationToken")
+
+    def delete(self, key: str) -> None:
+        """Remove `key` if present."""
+        self._call("delete", self._s3.delete_object, Key=self._k(key))
+
+
+def open_storage(root: str, endpoint_url: str | None = None, region: str | None = None) -> Storage:
+    """A LocalStorage or S3Storage for `root`."""
+    if root.startswith("s3://"):
+        return S3Storage(root, endpoint_url=endpoint_url, region=region)
+    if "://" in root and not root.startswith("file://"):
+        raise MLForgeError(f"unsupported storage root {root}: use a local folder or s3://bucket/prefix")
+    return LocalStorage(root.removeprefix("file://"))
+
+
+# --- typed helpers on top of bytes ---------------------------------------------------------
+
+
+def write_parquet(storage: Storage, key: str, df: pl.DataFrame) -> str:
+    """Write `df` as parquet at `key`; return the sha256 of the bytes written (the data version)."""
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", statistics=True)
+    data = buf.getvalue()
+    storage.write_bytes(key, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_parquet(storage: Storage, key: str) -> pl.DataFrame:
+    """Read the parquet object at `key`."""
+    import polars as pl
+
+    data = storage.read_bytes(key)
+    try:
+        return pl.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # polars raises several types for a corrupt file
+        raise DataError(f"{storage.uri(key)} is not a readable parquet file: {exc}") from None
+
+
+def write_json(storage: Storage, key: str, obj: Any) -> None:
+    """Write `obj` as pretty JSON at `key`."""
+    storage.write_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(storage: Storage, key: str) -> Any:
+    """Read the JSON object at `key`."""
+    data = storage.read_bytes(key)
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{storage.uri(key)} is not valid JSON: {exc}") from None
