@@ -64,16 +64,30 @@ def unique_keys(df: pl.DataFrame, keys: list[str]) -> CheckOutcome:
     )
 
 
-def no_future_data(latest_event_used: date | None, as_of: date) -> CheckOutcome:
-    """A snapshot as of `as_of` read no event after that day (no leakage)."""
-    ok = latest_event_used is None or latest_event_used <= as_of
-    return CheckOutcome(
-        "no_future_data",
-        ok,
-        f"latest event used {latest_event_used} ≤ as-of {as_of}"
+def no_future_data(
+    snapshot: pl.DataFrame, as_of: date, timestamp_col: str = "event_timestamp"
+) -> CheckOutcome:
+    """A snapshot as of `as_of` carries no timestamp past the end of that day and no negative recency.
+
+    A negative `days_since_last` can only come from reading an event after the snapshot day.
+    """
+    from mlforge.timeline import end_of
+
+    limit = end_of(as_of)
+    late = int(snapshot.filter(pl.col(timestamp_col) > limit).height)
+    negative = (
+        int(snapshot.filter(pl.col("days_since_last") < 0).height)
+        if "days_since_last" in snapshot.columns
+        else 0
+    )
+    ok = late == 0 and negative == 0
+    desc = (
+        f"no data after {as_of}"
         if ok
-        else f"read {latest_event_used} > {as_of}",
-        {"latest_event_used": str(latest_event_used), "as_of": str(as_of)},
+        else f"{late} row(s) stamped after {as_of}, {negative} negative recency"
+    )
+    return CheckOutcome(
+        "no_future_data", ok, desc, {"as_of": str(as_of), "late_rows": late, "negative_recency": negative}
     )
 
 
@@ -82,7 +96,7 @@ def min_metric(metrics: dict[str, float], metric: str, minimum: float) -> CheckO
     value = metrics.get(metric)
     ok = value is not None and value >= minimum
     return CheckOutcome(
-        f"min_{metric}",
+        "min_quality",
         ok,
         f"holdout {metric} {value:.4f} {'≥' if ok else '<'} {minimum}"
         if value is not None

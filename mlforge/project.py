@@ -65,10 +65,15 @@ def redact_url(url: str) -> str:
     return url
 
 
-def resolve_settings(spec: ProjectSpec, root: Path) -> Settings:
-    """Spec values, overridden by environment variables, with embedded defaults under the state folder."""
+def resolve_settings(spec: ProjectSpec, root: Path, state_dir: str | Path | None = None) -> Settings:
+    """Spec values, overridden by environment variables, with embedded defaults under the state folder.
+
+    `state_dir` (tests, the CLI's --home) wins over MLFORGE_HOME and the spec.
+    """
     infra = spec.infrastructure
-    state = Path(os.environ.get("MLFORGE_HOME") or (root / infra.state_dir)).expanduser().resolve()
+    state = (
+        Path(state_dir or os.environ.get("MLFORGE_HOME") or (root / infra.state_dir)).expanduser().resolve()
+    )
     storage_root = os.environ.get("MLFORGE_STORAGE_ROOT") or infra.storage.root or str(state / "storage")
     if "://" not in storage_root and not Path(storage_root).is_absolute():
         storage_root = str((root / storage_root).resolve())
@@ -106,13 +111,13 @@ class Project:
         self.settings = settings or resolve_settings(spec, root)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Project:
+    def load(cls, path: str | Path | None = None, state_dir: str | Path | None = None) -> Project:
         """Load the project whose spec is at `path` (or found from the cwd / $MLFORGE_SPEC)."""
         spec_path = Path(path).resolve() if path else find_spec_path()
         if spec_path.is_dir():
             spec_path = spec_path / "mlforge.yaml"
         spec = load_spec(spec_path)
-        return cls(spec, spec_path.parent)
+        return cls(spec, spec_path.parent, resolve_settings(spec, spec_path.parent, state_dir))
 
     @cached_property
     def storage(self) -> Storage:

@@ -255,6 +255,9 @@ class DriftSpec(_Model):
     threshold: float = Field(0.5, gt=0, le=1, description="Drift share that triggers a retrain.")
     method: str | None = Field(None, description="Evidently stattest, e.g. 'ks', 'psi'.")
     reference_rows: int = Field(20000, gt=0)
+    auto_retrain: bool = Field(
+        True, description="Drift sensor running by default: drift over threshold → retrain."
+    )
 
 
 class MonitoringSpec(_Model):

@@ -161,7 +161,10 @@ class Tracker:
         return self._info(mv)
 
     def _info(self, mv: Any) -> ModelVersionInfo:
-        model_id = getattr(mv, "model_id", None)
+        source = str(mv.source)
+        model_id = getattr(mv, "model_id", None) or (
+            source[len("models:/") :] if source.startswith("models:/m-") else None
+        )
         location = (
             str(self.client.get_logged_model(model_id).artifact_location) if model_id else str(mv.source)
         )

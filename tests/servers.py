@@ -149,9 +149,7 @@ def _wait_ready(
         while not probe():
             code = proc.poll()
             if code is not None or time.monotonic() >= deadline:
-                reason = (
-                    f"exited with code {code}" if code is not None else f"not ready in {timeout}s"
-                )
+                reason = f"exited with code {code}" if code is not None else f"not ready in {timeout}s"
                 server.stop()
                 tail = _log_tail(server.log_path) if server.log_path else ""
                 raise RuntimeError(f"{what} {reason}; log tail:\n{tail}")

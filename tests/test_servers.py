@@ -84,9 +84,7 @@ def test_s3_put_get_list_auth_and_stop(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_redis_start_failure_raises_with_log_tail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_redis_start_failure_raises_with_log_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import servers
 
     with socket.socket() as busy:

@@ -1,0 +1,45 @@
+"""Stage `deployments/<endpoint>`: the manifest serving reads."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from mlforge.deployment import manifest_key
+from mlforge.lifecycle import deploy_endpoint
+from mlforge.project import Project
+from mlforge.spec import DeploymentSpec
+from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
+
+
+def deployment_asset(project: Project, dep: DeploymentSpec) -> dg.AssetsDefinition:
+    """The endpoint's deployment manifest, written atomically to storage."""
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        manifest, changed = deploy_endpoint(stage.storage, stage.tracker, project.spec, dep, days[-1])
+        return StageResult(
+            metadata={
+                "revision": manifest.revision,
+                "changed": changed,
+                "strategy": manifest.strategy,
+                "variants": md_table(
+                    [
+                        {"variant": v.name, "version": v.version, "traffic_%": v.traffic, "shadow": v.shadow}
+                        for v in manifest.variants
+                    ]
+                ),
+                "manifest": stage.storage.uri(manifest_key(dep.endpoint)),
+            },
+            data_version=f"rev{manifest.revision}",
+        )
+
+    return stage_asset(
+        project,
+        key=asset_key(project, "deployments", dep.endpoint),
+        group="deployments",
+        description=f"Deployment manifest of endpoint `{dep.endpoint}` ({dep.strategy.kind}).",
+        kinds={"json"},
+        deps=[dg.AssetDep(asset_key(project, "models", dep.model, "registered"))],
+        run=run,
+    )

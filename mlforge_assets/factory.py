@@ -1,0 +1,72 @@
+"""Build the whole Dagster graph of a project from its spec."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlforge.project import Project
+from mlforge_assets.automation import day_schedule, drift_sensor, refresh_job, retrain_job
+from mlforge_assets.datasets import raw_asset
+from mlforge_assets.deployments import deployment_asset
+from mlforge_assets.features import feature_asset, online_asset
+from mlforge_assets.labels import label_asset
+from mlforge_assets.models import registered_asset, trained_asset
+from mlforge_assets.monitoring import drift_asset
+from mlforge_assets.predictions import predictions_asset
+from mlforge_resources import resources_for
+
+
+def build_assets(project: Project) -> list[dg.AssetsDefinition]:
+    """Every lifecycle asset the spec asks for."""
+    spec = project.spec
+    assets = [raw_asset(project, ds) for ds in spec.datasets]
+    for view in spec.feature_views:
+        assets += [feature_asset(project, view), online_asset(project, view)]
+    for model in spec.models:
+        assets += [
+            label_asset(project, model),
+            trained_asset(project, model),
+            registered_asset(project, model),
+            drift_asset(project, model),
+            predictions_asset(project, model),
+        ]
+    assets += [deployment_asset(project, dep) for dep in spec.deployments]
+    return assets
+
+
+def build_definitions(project: Project) -> dg.Definitions:
+    """Assets, jobs, schedules, sensors and resources of a project."""
+    spec = project.spec
+    refresh = refresh_job(project)
+    retrains = {m.name: retrain_job(project, m.name) for m in spec.models}
+    schedules = [
+        day_schedule(
+            project,
+            f"{spec.project}_daily_refresh_schedule",
+            spec.schedules.daily_refresh_cron,
+            refresh,
+            spec.schedules.enabled,
+        )
+    ]
+    schedules += [
+        day_schedule(
+            project,
+            f"{spec.project}_{m.name}_weekly_retrain",
+            m.retrain_cron,
+            retrains[m.name],
+            spec.schedules.enabled,
+        )
+        for m in spec.models
+    ]
+    sensors = [drift_sensor(project, mon.model, retrains[mon.model]) for mon in spec.monitoring]
+    executor = (
+        dg.in_process_executor if spec.infrastructure.executor == "in_process" else dg.multiprocess_executor
+    )
+    return dg.Definitions(
+        assets=build_assets(project),
+        jobs=[refresh, *retrains.values()],
+        schedules=schedules,
+        sensors=sensors,
+        resources=resources_for(project),
+        executor=executor,
+    )

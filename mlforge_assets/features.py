@@ -1,0 +1,108 @@
+"""Stages `features/<view>` (offline snapshots) and `online/<view>` (latest values per entity)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from mlforge import checks as core_checks
+from mlforge.datasets import data_versions, day_column, load_days, missing_days
+from mlforge.errors import MissingPartitionsError
+from mlforge.features import EVENT_TS, compute_snapshot, feature_names
+from mlforge.offline_store import missing_snapshots, read_snapshots, write_snapshot
+from mlforge.project import Project
+from mlforge.spec import FeatureViewSpec
+from mlforge.timeline import clip, days_between, feature_window
+from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset, window
+
+
+def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinition:
+    """Offline snapshots of one feature view, one per day."""
+    spec = project.spec
+    ds = spec.dataset(view.source)
+    join_key = spec.entity(view.entity).join_key
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        first, _ = feature_window(view, days[0])
+        needed = clip(spec, days_between(first, days[-1]))
+        missing = missing_days(stage.storage, ds.name, needed)
+        if missing:
+            raise MissingPartitionsError(
+                f"features/{view.name}", f"raw/{ds.name}", missing, "Materialize (backfill) them first."
+            )
+        events = load_days(stage.storage, ds, needed).with_columns(day_column(ds).alias("__day"))
+        versions = data_versions(stage.storage, ds.name, needed)
+        outcomes, total, last = [], 0, None
+        for d in days:
+            snap = compute_snapshot(view, events, join_key, "__day", d)
+            lo, hi = feature_window(view, d)
+            lineage = {k: v for k, v in versions.items() if lo.isoformat() <= k <= hi.isoformat()}
+            last_hash = write_snapshot(stage.storage, view.name, d, snap, lineage)
+            outcomes.append((core_checks.unique_keys(snap, [join_key]), core_checks.no_future_data(snap, d)))
+            total += snap.height
+            last = snap
+        assert last is not None
+        worst = [next((o[i] for o in outcomes if not o[i].passed), outcomes[-1][i]) for i in (0, 1)]
+        return StageResult(
+            metadata={
+                "dagster/row_count": total,
+                "entities_last_day": last.height,
+                "features": feature_names(view),
+                "preview": md_table(last.drop(EVENT_TS).head(5).to_dicts()),
+            },
+            checks=worst,
+            data_version=last_hash,
+        )
+
+    return stage_asset(
+        project,
+        key=asset_key(project, "features", view.name),
+        group="features",
+        description=view.description or f"Snapshot of `{view.name}` as of the end of the day.",
+        kinds={"parquet", "polars"},
+        deps=[window(asset_key(project, "raw", ds.name), -(view.lookback_days - 1), 0)],
+        run=run,
+        checks=[
+            check("unique_keys", f"One row per {join_key}.", keys=[join_key]),
+            check("no_future_data", "No event after the snapshot day was read."),
+        ],
+    )
+
+
+def online_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinition:
+    """Latest values of one feature view in the online store, with the view's TTL."""
+    join_key = project.spec.entity(project.spec.feature_view(view.name).entity).join_key
+    names = feature_names(view)
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        missing = missing_snapshots(stage.storage, view.name, days)
+        if missing:
+            raise MissingPartitionsError(f"online/{view.name}", f"features/{view.name}", missing)
+        # Only the newest row per entity matters; the store also refuses older timestamps.
+        snaps = read_snapshots(stage.storage, view.name, days).sort(EVENT_TS)
+        latest = snaps.unique(subset=[join_key], keep="last", maintain_order=True)
+        ts = (latest[EVENT_TS].cast(pl.Int64) // 1_000_000).to_numpy()
+        values = latest.select(names).to_numpy().astype(np.float64)
+        ttl = int(timedelta(days=view.ttl_days).total_seconds())
+        written = stage.online.write(view.name, latest[join_key].to_list(), ts, values, ttl)
+        return StageResult(
+            metadata={
+                "entities": latest.height,
+                "written": written,
+                "skipped_older": latest.height - written,
+                "ttl_seconds": ttl,
+            }
+        )
+
+    return stage_asset(
+        project,
+        key=asset_key(project, "online", view.name),
+        group="features",
+        description=f"Latest `{view.name}` values per {join_key} in the online store.",
+        kinds={"redis" if project.settings.online_store_url.startswith("redis") else "sqlite"},
+        deps=[dg.AssetDep(asset_key(project, "features", view.name))],
+        run=run,
+    )

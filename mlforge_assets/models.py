@@ -1,0 +1,103 @@
+"""Stages `models/<model>/trained` and `models/<model>/registered`."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from mlforge import checks as core_checks
+from mlforge.features import service_features
+from mlforge.lifecycle import register_cutoff, train_cutoff
+from mlforge.project import Project
+from mlforge.spec import ModelSpec
+from mlforge.timeline import training_offsets
+from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset, window
+
+
+def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
+    """Training for each cutoff day; blocked from registration below the quality minimum."""
+    spec = project.spec
+    start, end = training_offsets(model)
+    views = sorted({v for v, _ in service_features(spec, model.feature_service)})
+    gate = model.gate
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        results = []
+        for d in days:
+            tags = stage.lineage_tags(d.isoformat())
+            results.append(train_cutoff(stage.storage, stage.tracker, spec, model, d, tags))
+        last = results[-1]
+        worst = min(
+            results,
+            key=lambda r: r.metrics[gate.metric] if gate.metric != "logloss" else -r.metrics[gate.metric],
+        )
+        return StageResult(
+            metadata={
+                **{f"holdout_{k}": v for k, v in last.metrics.items()},
+                "train_rows": last.train_rows,
+                "holdout_rows": last.holdout_rows,
+                "mlflow_run_id": last.run_id,
+                "mlflow_run": stage.tracker.run_url(last.experiment_id, last.run_id),
+                "model_uri": last.model_uri,
+                "booster_sha256": last.booster_sha256,
+                "data_version": last.data_version,
+                "cutoffs": md_table(
+                    [{"cutoff": str(r.cutoff), gate.metric: r.metrics[gate.metric]} for r in results]
+                ),
+            },
+            checks=[core_checks.min_metric(worst.metrics, gate.metric, gate.min)],
+            data_version=last.booster_sha256,
+        )
+
+    return stage_asset(
+        project,
+        key=asset_key(project, "models", model.name, "trained"),
+        group="models",
+        description=model.description
+        or f"`{model.name}` trained on snapshots whose labels matured by the cutoff.",
+        kinds={"xgboost", "mlflow"},
+        deps=[window(asset_key(project, "features", v), start, end) for v in views]
+        + [window(asset_key(project, "labels", model.name), start, end)],
+        run=run,
+        checks=[
+            check(
+                "min_quality", f"Holdout {gate.metric} ≥ {gate.min} before registration.", threshold=gate.min
+            )
+        ],
+    )
+
+
+def registered_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
+    """A new MLflow model version per cutoff, `challenger`, promoted to `champion` by the gate."""
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        regs = [
+            register_cutoff(stage.storage, stage.tracker, model, d, stage.lineage_tags(d.isoformat()))
+            for d in days
+        ]
+        last = regs[-1]
+        return StageResult(
+            metadata={
+                "model_version": last.version,
+                "promoted": last.decision.promote,
+                "gate": last.decision.reason,
+                "champion_version": last.champion_version or 0,
+                f"candidate_{model.gate.metric}": last.decision.candidate,
+                f"champion_{model.gate.metric}": last.decision.champion
+                if last.decision.champion is not None
+                else float("nan"),
+                "registry_uri": f"models:/{model.name}@champion",
+            },
+            data_version=f"{model.name}-v{last.version}",
+        )
+
+    return stage_asset(
+        project,
+        key=asset_key(project, "models", model.name, "registered"),
+        group="models",
+        description=f"`{model.name}` model version in the MLflow registry; champion only through the gate.",
+        kinds={"mlflow"},
+        deps=[dg.AssetDep(asset_key(project, "models", model.name, "trained"))],
+        run=run,
+    )

@@ -1,0 +1,54 @@
+"""Stage `predictions/<model>`: batch scores of every entity with the champion."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from mlforge.features import service_features
+from mlforge.lifecycle import champion_or_fail, service_frame
+from mlforge.predictions import predictions_key, score_frame
+from mlforge.project import Project
+from mlforge.spec import ModelSpec
+from mlforge.storage import write_parquet
+from mlforge.tracking import load_booster
+from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
+
+
+def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
+    """Daily batch predictions of one model."""
+    spec = project.spec
+    pairs = service_features(spec, model.feature_service)
+    features = [f for _, f in pairs]
+    join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        champion = champion_or_fail(stage.tracker, model.name, f"predictions/{model.name}")
+        booster = load_booster(champion.booster_uri)
+        total, last = 0, None
+        for d in days:
+            frame = service_frame(stage.storage, spec, model.feature_service, d)
+            last = score_frame(booster, frame, features, join_key, champion.version)
+            write_parquet(stage.storage, predictions_key(model.name, d), last)
+            total += last.height
+        assert last is not None
+        return StageResult(
+            metadata={
+                "dagster/row_count": total,
+                "model_version": champion.version,
+                "mean_score": float(last["score"].mean() or 0.0),
+                "preview": md_table(last.sort("score", descending=True).head(5).to_dicts()),
+            }
+        )
+
+    return stage_asset(
+        project,
+        key=asset_key(project, "predictions", model.name),
+        group="predictions",
+        description=f"Scores of every {join_key} by the `{model.name}` champion, for offline consumers.",
+        kinds={"parquet", "xgboost"},
+        deps=[dg.AssetDep(asset_key(project, "features", v)) for v in sorted({v for v, _ in pairs})]
+        + [dg.AssetDep(asset_key(project, "models", model.name, "registered"))],
+        run=run,
+    )
