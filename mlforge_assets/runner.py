@@ -13,6 +13,7 @@ from datetime import date
 
 import dagster as dg
 
+from mlforge.errors import MLForgeError
 from mlforge.project import Project
 from mlforge_assets.factory import build_assets
 from mlforge_resources import resources_for
@@ -33,8 +34,11 @@ class StepResult:
 class Runner:
     """Materializes selections of a project's assets for a day or a range of days."""
 
-    def __init__(self, project: Project, instance: dg.DagsterInstance | None = None) -> None:
+    def __init__(
+        self, project: Project, instance: dg.DagsterInstance | None = None, log_level: str = "WARNING"
+    ) -> None:
         self.project = project
+        self.log_level = log_level
         self.instance = instance or dg.DagsterInstance.ephemeral()
         self.assets = build_assets(project)
         self.resources = resources_for(project)
@@ -66,9 +70,12 @@ class Runner:
             selection=list(keys),
             instance=self.instance,
             resources=self.resources,
-            raise_on_error=raise_on_error,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": self.log_level}}}},
             **kwargs,  # type: ignore[arg-type]
         )
+        if not result.success and raise_on_error:
+            raise MLForgeError(_failure_message(result))
         meta: dict[str, dict[str, object]] = {}
         for ev in result.get_asset_materialization_events():
             mat = ev.event_specific_data.materialization  # type: ignore[union-attr]
@@ -124,3 +131,20 @@ class Runner:
             if on_step:
                 on_step(title, res)
         return out
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The failed steps' own messages (our errors are actionable; no deep traceback)."""
+    lines = []
+    for ev in result.all_events:
+        if ev.event_type_value == "STEP_FAILURE":
+            err = ev.event_specific_data.error  # type: ignore[union-attr]
+            msg = err.message.strip() if err else "failed"
+            # dg.Failure puts our description after "Failure: "
+            desc = msg.split("dagster._core.definitions.events.Failure: ", 1)[-1]
+            lines.append(f"{ev.step_key}: {desc}")
+        elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = ev.event_specific_data.asset_check_evaluation  # type: ignore[union-attr]
+            if not data.passed:
+                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")
+    return "run failed: " + ("; ".join(lines) if lines else "see the Dagster run log")

@@ -1,0 +1,101 @@
+"""Shared fixtures: the example project materialized once per session, and real servers.
+
+Servers (Redis, S3) are started from binaries the dev dependencies install, once per session, on
+free loopback ports — or taken from MLFORGE_TEST_REDIS_URL / MLFORGE_TEST_S3_* when set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from servers import start_redis, start_s3
+
+from mlforge.project import Project
+from mlforge_assets.runner import Runner, StepResult
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "mlforge.yaml"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO
+
+
+@dataclass
+class Materialized:
+    """The example project after the quickstart path ran into a temporary state folder."""
+
+    project: Project
+    runner: Runner
+    instance: dg.DagsterInstance
+    steps: list[StepResult]
+    state_dir: Path
+
+    def meta(self, key: str) -> dict[str, object]:
+        """Metadata of the last materialization of `key` in the quickstart."""
+        for step in reversed(self.steps):
+            if key in step.metadata:
+                return step.metadata[key]
+        raise KeyError(key)
+
+
+@pytest.fixture(scope="session")
+def materialized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Materialized]:
+    """Run the quickstart plan once (real MLflow on SQLite, real Dagster instance on disk)."""
+    state = tmp_path_factory.mktemp("mlforge-state")
+    project = Project.load(SPEC, state_dir=state)
+    with dg.instance_for_test(temp_dir=str(state / "dagster")) as instance:
+        runner = Runner(project, instance)
+        steps = runner.run_plan(runner.quickstart_plan())
+        yield Materialized(project, runner, instance, steps, state)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis: $MLFORGE_TEST_REDIS_URL or a redis-server started for this session."""
+    env = os.environ.get("MLFORGE_TEST_REDIS_URL")
+    if env:
+        yield env
+        return
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Where the test S3 server listens and how to authenticate."""
+
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-compatible server (SeaweedFS) or $MLFORGE_TEST_S3_ENDPOINT_URL + keys."""
+    env = os.environ.get("MLFORGE_TEST_S3_ENDPOINT_URL")
+    if env:
+        yield S3Server(
+            env,
+            os.environ.get("MLFORGE_TEST_S3_BUCKET", "mlforge-test"),
+            os.environ["MLFORGE_TEST_S3_ACCESS_KEY"],
+            os.environ["MLFORGE_TEST_S3_SECRET_KEY"],
+        )
+        return
+    bucket, key, secret = "mlforge-test", "mlforge-test-key", "mlforge-test-secret-0123456789"
+    server = start_s3(tmp_path_factory.mktemp("s3"), bucket, key, secret)
+    try:
+        yield S3Server(server.url, bucket, key, secret)
+    finally:
+        server.stop()
