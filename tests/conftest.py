@@ -51,6 +51,7 @@ def materialized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Materiali
     """Run the quickstart plan once (real MLflow on SQLite, real Dagster instance on disk)."""
     state = tmp_path_factory.mktemp("mlforge-state")
     project = Project.load(SPEC, state_dir=state)
+    (state / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(state / "dagster")) as instance:
         runner = Runner(project, instance)
         steps = runner.run_plan(runner.quickstart_plan())

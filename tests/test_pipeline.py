@@ -1,0 +1,170 @@
+"""Every stage through Dagster on the real CDNOW history (the session's quickstart run)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from mlforge.deployment import read_manifest
+from mlforge.errors import MLForgeError
+from mlforge.offline_store import read_snapshot
+from mlforge.predictions import predictions_key
+from mlforge.project import Project
+from mlforge.storage import read_json, read_parquet
+from mlforge_assets.factory import build_definitions
+from mlforge_assets.runner import Runner
+
+END = date(1998, 6, 30)
+
+
+def test_raw_stage_stores_every_row_once(materialized) -> None:  # type: ignore[no-untyped-def]
+    meta = materialized.meta("churn/raw/transactions")
+    assert meta["dagster/row_count"] == 69_659
+    assert meta["days"] == 546
+    storage = materialized.project.storage
+    day = read_parquet(storage, "raw/transactions/date=1997-01-01/data.parquet")
+    side = read_json(storage, "raw/transactions/date=1997-01-01/_meta.json")
+    assert side["rows"] == day.height > 0 and len(side["sha256"]) == 64
+    assert day["date"].unique().to_list() == [date(1997, 1, 1)]
+
+
+def test_feature_snapshot_matches_hand_computation(materialized) -> None:  # type: ignore[no-untyped-def]
+    storage = materialized.project.storage
+    snap = read_snapshot(storage, "customer_activity", END)
+    assert materialized.meta("churn/features/customer_activity")["entities_last_day"] == snap.height
+    # customer 00003: recompute from the raw rows in the 365 days up to END
+    src = materialized.project.spec.dataset("transactions")
+    from mlforge.datasets import read_source
+
+    tx = read_source(src, str(materialized.project.root / src.source.path))
+    window = tx.filter(pl.col("date").is_between(date(1997, 7, 1), END))
+    c3 = window.filter(pl.col("customer_id") == "00003")
+    row = snap.filter(pl.col("customer_id") == "00003").to_dicts()[0]
+    assert row["event_count"] == c3.height
+    assert row["dollar_value_sum"] == pytest.approx(c3["dollar_value"].sum(), rel=1e-5)
+    assert row["days_since_last"] == (END - c3["date"].max()).days
+    assert snap.height == window["customer_id"].n_unique()
+    assert tx.height == 69_659
+
+
+def test_labels_and_training_metrics_are_plausible(materialized) -> None:  # type: ignore[no-untyped-def]
+    labels = materialized.meta("churn/labels/churn")
+    assert 0.5 < labels["positive_rate"] < 0.95  # most CDNOW customers do not come back
+    trained = materialized.meta("churn/models/churn/trained")
+    assert 0.70 <= trained["holdout_auc"] <= 0.90
+    assert trained["holdout_rows"] > 5_000 and trained["train_rows"] > 100_000
+    registered = materialized.meta("churn/models/churn/registered")
+    assert registered["model_version"] == 1 and registered["promoted"] is True
+
+
+def test_mlflow_run_is_tagged_with_its_lineage(materialized) -> None:  # type: ignore[no-untyped-def]
+    trained = materialized.meta("churn/models/churn/trained")
+    tracker = materialized.runner.resources["mlflow"].get()
+    run = tracker.client.get_run(trained["mlflow_run_id"])
+    tags = run.data.tags
+    assert tags["dagster.asset_key"] == "churn/models/churn/trained"
+    assert tags["dagster.partition"] == "1998-06-30"
+    assert tags["mlforge.data_version"] == trained["data_version"]
+    assert tags["dagster.run_id"]
+    assert run.data.metrics["holdout_auc"] == pytest.approx(trained["holdout_auc"])
+    champion = tracker.alias("churn", "champion")
+    assert champion is not None and champion.version == 1 and champion.tags["mlforge.cutoff"] == "1998-06-30"
+
+
+def test_deployment_manifest_names_the_champion(materialized) -> None:  # type: ignore[no-untyped-def]
+    m = read_manifest(materialized.project.storage, "churn-api")
+    assert m is not None and m.strategy == "blue_green" and m.revision == 1
+    (v,) = m.variants
+    assert (v.version, v.traffic, v.name) == (1, 100, "champion")
+    assert v.booster_uri.endswith("model.ubj")
+    assert m.feature_names[:2] == ["days_since_last", "days_since_first"]
+
+
+def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-untyped-def]
+    storage = materialized.project.storage
+    drift = materialized.meta("churn/monitoring/churn/drift")
+    assert 0.0 <= drift["drift_share"] <= 1.0
+    html = storage.read_bytes("monitoring/churn/drift/date=1998-06-30/report.html")
+    assert len(html) > 100_000 and b"<html" in html[:2000].lower()
+    summary = json.loads(storage.read_bytes("monitoring/churn/drift/date=1998-06-30/summary.json"))
+    assert summary["drift_share"] == pytest.approx(drift["drift_share"])
+    preds = read_parquet(storage, predictions_key("churn", END))
+    assert preds.height == materialized.meta("churn/predictions/churn")["dagster/row_count"] > 8_000
+    assert preds["score"].min() >= 0.0 and preds["score"].max() <= 1.0
+    assert preds["customer_id"].n_unique() == preds.height
+
+
+def test_one_partition_across_the_whole_graph(materialized) -> None:  # type: ignore[no-untyped-def]
+    """The equivalent of `dagster asset materialize --select '*' --partition 1998-03-31`."""
+    runner = materialized.runner
+    keys = [a.key for a in runner.assets]
+    res = runner.materialize(keys, date(1998, 3, 31))
+    assert len(res.metadata) == 9
+    reg = res.metadata["churn/models/churn/registered"]
+    assert reg["model_version"] == 2
+    trained = res.metadata["churn/models/churn/trained"]
+    # promoted only if not worse than the champion on the same holdout
+    assert reg["promoted"] == (trained["holdout_auc"] >= reg["champion_auc"] - 0.005)
+
+
+def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> None:  # type: ignore[no-untyped-def]
+    defs = build_definitions(materialized.project)
+    sensor = defs.get_repository_def().get_sensor_def("churn_churn_drift_retrain")
+    instance = materialized.instance
+    drift_key = dg.AssetKey(["churn", "monitoring", "churn", "drift"])
+
+    ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    first = sensor.evaluate_tick(ctx)
+    # the quickstart's drift report (share ≥ 0.5 on the real data) asks for one retrain
+    assert len(first.run_requests) == 1
+    req = first.run_requests[0]
+    assert req.partition_key in {"1998-06-30", "1998-03-31"}
+    assert req.tags["mlforge/trigger"] == "drift"
+    cursor = first.cursor
+    assert cursor is not None
+
+    # a restarted sensor with the stored cursor requests nothing new
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
+    )
+    assert again.run_requests == [] and again.cursor in (None, cursor)
+
+    # a clean day advances the cursor without a run; a drifted one triggers exactly one
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(drift_key, partition="1998-06-29", metadata={"drift_share": 0.1})
+    )
+    clean = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
+    )
+    assert clean.run_requests == [] and clean.cursor != cursor
+    for day in ("1998-06-28", "1998-06-29"):
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(drift_key, partition=day, metadata={"drift_share": 0.8})
+        )
+    drifted = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=clean.cursor, repository_def=defs.get_repository_def())
+    )
+    assert [r.partition_key for r in drifted.run_requests] == ["1998-06-29"]
+
+
+def test_stage_refuses_incomplete_upstream_window(tmp_path, repo_root) -> None:  # type: ignore[no-untyped-def]
+    project = Project.load(repo_root / "mlforge.yaml", state_dir=tmp_path)
+    runner = Runner(project)
+    runner.materialize([runner.key("raw", "transactions")], date(1997, 1, 1), date(1997, 1, 20))
+    with pytest.raises(MLForgeError) as err:
+        runner.materialize([runner.key("features", "customer_activity")], date(1997, 2, 1))
+    msg = str(err.value)
+    assert "raw/transactions" in msg and "1997-01-21..1997-02-01" in msg and "12 partition(s)" in msg
+    # nothing was written for the refused day
+    assert not project.storage.exists("features/customer_activity/date=1997-02-01/data.parquet")
+
+
+def test_labels_refuse_a_horizon_that_has_not_passed(tmp_path, repo_root) -> None:  # type: ignore[no-untyped-def]
+    project = Project.load(repo_root / "mlforge.yaml", state_dir=tmp_path)
+    runner = Runner(project)
+    with pytest.raises(MLForgeError, match=r"90-day horizon of 1998-06-01 has not passed yet.*1998-04-01"):
+        runner.materialize([runner.key("labels", "churn")], date(1998, 6, 1))
