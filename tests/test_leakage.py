@@ -1,0 +1,93 @@
+"""Point-in-time correctness: the model for cutoff D is a function of raw data up to D only.
+
+Train for D, then change or delete every raw row after D and train again from scratch: the
+booster bytes must be identical. A change before D must change them (so the test can fail).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from mlforge.lifecycle import read_trained
+from mlforge.project import Project
+from mlforge_assets.runner import Runner
+
+START, END, CUTOFF = date(1997, 1, 1), date(1997, 9, 30), date(1997, 8, 31)
+HORIZON = 30
+
+
+def _write_project(folder: Path, repo_root: Path, rows: list[str]) -> Path:
+    """A compact copy of the example spec over Jan–Sep 1997 reading `rows` as its source."""
+    spec = yaml.safe_load((repo_root / "mlforge.yaml").read_text())
+    spec["partitions"] = {"start": START.isoformat(), "end": END.isoformat(), "cadence": "daily"}
+    spec["feature_views"][0]["lookback_days"] = 120
+    m = spec["models"][0]
+    m["label"]["horizon_days"] = HORIZON
+    m["training"] = {"window_days": 63, "snapshot_step_days": 7, "min_train_snapshots": 4, "seed": 7}
+    m["params"]["n_estimators"] = 60
+    m["gate"]["min"] = 0.5
+    folder.mkdir(parents=True)
+    (folder / "data").mkdir()
+    (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
+    spec["datasets"][0]["source"]["path"] = "data/tx.txt"
+    (folder / "mlforge.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "mlforge.yaml"
+
+
+def _train(spec_path: Path) -> str:
+    project = Project.load(spec_path, state_dir=spec_path.parent / ".state")
+    r = Runner(project)
+    r.materialize([r.key("raw", "transactions")], START, END)
+    r.materialize([r.key("features", "customer_activity")], START, CUTOFF)
+    r.materialize([r.key("labels", "churn")], START, date.fromordinal(CUTOFF.toordinal() - HORIZON))
+    r.materialize([r.key("models", "churn", "trained")], CUTOFF)
+    return read_trained(project.storage, "churn", CUTOFF).booster_sha256
+
+
+def _rows(repo_root: Path) -> tuple[str, list[tuple[str, str, str, str]]]:
+    lines = (repo_root / "data/cdnow/CDNOW_master.txt").read_text().splitlines()
+    parsed = [tuple(ln.split()) for ln in lines[1:] if ln.strip()]
+    return lines[0], [p for p in parsed if p[1] <= END.strftime("%Y%m%d")]  # type: ignore[misc]
+
+
+def test_model_for_cutoff_ignores_everything_after_it(tmp_path: Path, repo_root: Path) -> None:
+    header, rows = _rows(repo_root)
+    cut = CUTOFF.strftime("%Y%m%d")
+
+    def fmt(rs: list[tuple[str, str, str, str]]) -> list[str]:
+        return [header, *(" ".join(r) for r in rs)]
+
+    baseline = _train(_write_project(tmp_path / "a", repo_root, fmt(rows)))
+
+    after = [r for r in rows if r[1] > cut]
+    assert len(after) > 500  # the test only means something if there is future data to tamper with
+    # 1) delete every row after the cutoff
+    deleted = [r for r in rows if r[1] <= cut]
+    # 2) change every row after the cutoff and add purchases by every customer after it
+    changed = [r if r[1] <= cut else (r[0], r[1], "9", f"{float(r[3]) * 10 + 1:.2f}") for r in rows]
+    extra_customers = sorted({r[0] for r in rows})
+    changed += [(c, "19970915", "1", "5.00") for c in extra_customers]
+
+    assert _train(_write_project(tmp_path / "b", repo_root, fmt(deleted))) == baseline
+    assert _train(_write_project(tmp_path / "c", repo_root, fmt(changed))) == baseline
+
+    # control: a change inside the training window must change the model
+    early = [r if r[1] > "19970315" else (r[0], r[1], r[2], f"{float(r[3]) * 3:.2f}") for r in rows]
+    assert _train(_write_project(tmp_path / "d", repo_root, fmt(early))) != baseline
+
+
+def test_training_set_rows_respect_the_label_horizon(tmp_path: Path, repo_root: Path) -> None:
+    """Every training snapshot's label window ends on or before the holdout day, which ends by D."""
+    from mlforge.timeline import training_dates
+
+    project = Project.load(repo_root / "mlforge.yaml", state_dir=tmp_path)
+    model = project.spec.model("churn")
+    train, holdout = training_dates(model, date(1998, 6, 30))
+    h = model.label.horizon_days
+    assert holdout.toordinal() + h == date(1998, 6, 30).toordinal()
+    assert all(d.toordinal() + h <= holdout.toordinal() for d in train)
+    assert pl.Series(train).diff().drop_nulls().dt.total_days().unique().to_list() == [7]
