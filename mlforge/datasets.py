@@ -43,18 +43,19 @@ def meta_key(dataset: str, d: date) -> str:
 
 def _read_whitespace(data: bytes, where: str) -> pl.DataFrame:
     """Whitespace-separated text with a header line (the CDNOW format)."""
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    lines = [ln for ln in lines if ln.strip()]
-    if not lines:
+    numbered = [(i + 1, ln) for i, ln in enumerate(data.decode("utf-8", errors="replace").splitlines()) if ln.strip()]
+    if not numbered:
         raise DataError(f"{where}: file is empty")
-    header = lines[0].split()
-    rows = [ln.split() for ln in lines[1:]]
-    for i, r in enumerate(rows):
+    header = numbered[0][1].split()
+    rows = []
+    for lineno, ln in numbered[1:]:
+        r = ln.split()
         if len(r) != len(header):
             raise DataError(
-                f"{where}: line {i + 2} has {len(r)} fields, the header has {len(header)} "
+                f"{where}: line {lineno} has {len(r)} fields, the header has {len(header)} "
                 f"({' '.join(header)})"
             )
+        rows.append(r)
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in header]
     return pl.DataFrame(
         {h: list(c) for h, c in zip(header, cols, strict=True)},

@@ -50,7 +50,7 @@ def decide(gate: GateSpec, candidate: float, champion: float | None) -> GateDeci
             True, f"{gate.metric} {candidate:.4f} meets minimum; no champion yet", candidate, None
         )
     delta = (champion - candidate) if not lower else (candidate - champion)
-    if delta > gate.max_regression:
+    if delta > gate.max_regression + 1e-9:  # metrics are floats: exactly at the limit passes
         return GateDecision(
             False,
             f"{gate.metric} {candidate:.4f} is {delta:.4f} worse than champion {champion:.4f} on the same "

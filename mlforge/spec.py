@@ -307,8 +307,8 @@ class ProjectSpec(_Model):
         models = {m.name for m in self.models}
         for kind, names in (
             ("entities", [e.name for e in self.entities]),
-            ("datasets", list(datasets)),
-            ("feature_views", list(views)),
+            ("datasets", [d.name for d in self.datasets]),
+            ("feature_views", [v.name for v in self.feature_views]),
             ("feature_services", [s.name for s in self.feature_services]),
             ("models", [m.name for m in self.models]),
             ("deployments", [d.endpoint for d in self.deployments]),
@@ -458,13 +458,25 @@ def parse_spec(data: Any, path: str = "<spec>") -> ProjectSpec:
         raise SpecError(path, problems) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as strings, so pydantic reports a bad one with its field path."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_spec(path: str | Path, check_files: bool = True) -> ProjectSpec:
     """Read and validate `mlforge.yaml`. Relative source paths are checked against its folder."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(str(p), ["file not found"])
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)  # _Loader is a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(p), [f"not UTF-8 text (byte {exc.start})"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -104,7 +104,7 @@ class LocalStorage:
         out = [
             str(p.relative_to(self.path)).replace(os.sep, "/")
             for p in base.rglob("*")
-            if p.is_file() and not p.name.endswith(".tmp")
+            if p.is_file() and not (p.name.startswith(".") and p.name.endswith(".tmp"))
         ]
         return sorted(out)
 
@@ -154,7 +154,7 @@ class S3Storage:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise DataError(f"not found in storage: {self.uri(kw.get('Key', ''))}") from None
+                raise DataError(f"not found in storage: s3://{self.bucket}/{kw.get('Key', '')}") from None
             raise StoreUnavailableError(f"S3 {what} failed on {self.root}: {code}") from None
         except BotoCoreError as exc:
             raise StoreUnavailableError(f"S3 {what} failed on {self.root}: {exc}") from None

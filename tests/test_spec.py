@@ -444,7 +444,6 @@ BUG_DUPES = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_DUPES)
 @pytest.mark.parametrize(
     ("section", "expected"),
     [
@@ -461,10 +460,6 @@ def test_duplicate_dataset_and_view_names(
     assert expected in info.value.problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=BUG_DUPES + " (the validator then checks the last copy while lookups return the first)",
-)
 def test_duplicate_dataset_validator_and_lookup_disagree(tmp_path: Path, base: dict[str, Any]) -> None:
     # The second 'transactions' is valid on its own and different from the first one.
     second = copy.deepcopy(base["datasets"][0])
@@ -481,7 +476,6 @@ BUG_YAML_VALUE_ERROR = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_YAML_VALUE_ERROR, raises=ValueError)
 def test_impossible_calendar_date_is_a_spec_error(tmp_path: Path) -> None:
     text = SPEC.read_text(encoding="utf-8").replace("start: 1997-01-01", "start: 1997-02-30")
     (tmp_path / "data").symlink_to(REPO / "data", target_is_directory=True)
@@ -491,7 +485,6 @@ def test_impossible_calendar_date_is_a_spec_error(tmp_path: Path) -> None:
     assert any("1997-02-30" in problem for problem in err.problems)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_YAML_VALUE_ERROR, raises=UnicodeDecodeError)
 def test_non_utf8_spec_is_a_spec_error(tmp_path: Path) -> None:
     p = tmp_path / "mlforge.yaml"
     p.write_bytes(b"project: churn\ndescription: caf\xe9\n")
