@@ -160,11 +160,12 @@ def serve(
 ) -> None:
     """Serve the deployed endpoints over HTTP (POST /predict/{endpoint})."""
     project = _project(spec, home)
-    os.environ["MLFORGE_SPEC"] = str(project.root / "mlforge.yaml")
-    os.environ["MLFORGE_HOME"] = str(project.settings.state_dir)
     from serving.app import run
 
-    run(project.root / "mlforge.yaml", host=host, port=port, workers=workers)
+    print(
+        f"serving {', '.join(d.endpoint for d in project.spec.deployments)} on http://{host}:{port} (docs at /docs)"
+    )
+    run(project.root / "mlforge.yaml", host=host, port=port, workers=workers, home=project.settings.state_dir)
 
 
 @app.command

@@ -43,7 +43,9 @@ def meta_key(dataset: str, d: date) -> str:
 
 def _read_whitespace(data: bytes, where: str) -> pl.DataFrame:
     """Whitespace-separated text with a header line (the CDNOW format)."""
-    numbered = [(i + 1, ln) for i, ln in enumerate(data.decode("utf-8", errors="replace").splitlines()) if ln.strip()]
+    numbered = [
+        (i + 1, ln) for i, ln in enumerate(data.decode("utf-8", errors="replace").splitlines()) if ln.strip()
+    ]
     if not numbered:
         raise DataError(f"{where}: file is empty")
     header = numbered[0][1].split()

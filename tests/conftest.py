@@ -13,10 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from servers import start_redis, start_s3
 
 from mlforge.project import Project
 from mlforge_assets.runner import Runner, StepResult
+from servers import start_redis, start_s3
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "mlforge.yaml"

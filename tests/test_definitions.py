@@ -67,7 +67,9 @@ def test_partition_mappings_encode_lookback_and_horizon(repo_root) -> None:  # t
     lsub = upstream(assets["churn/labels/churn"], raw, "1998-01-01")
     assert len(lsub) == 90 and lsub[0] == "1998-01-02" and lsub[-1] == "1998-04-01"
     # training for cutoff 1998-06-30 reads labels up to the holdout day 90 days earlier, not later
-    tsub = upstream(assets["churn/models/churn/trained"], dg.AssetKey(["churn", "labels", "churn"]), "1998-06-30")
+    tsub = upstream(
+        assets["churn/models/churn/trained"], dg.AssetKey(["churn", "labels", "churn"]), "1998-06-30"
+    )
     assert tsub[-1] == "1998-04-01" and tsub[0] == "1997-04-06"
 
 
@@ -89,11 +91,18 @@ def test_checks_are_blocking_and_cover_data_and_model(repo_root) -> None:  # typ
 def test_jobs_schedules_sensors(repo_root) -> None:  # type: ignore[no-untyped-def]
     defs = _defs(repo_root)
     repo = defs.get_repository_def()
-    assert {s.name for s in repo.schedule_defs} == {"churn_daily_refresh_schedule", "churn_churn_weekly_retrain"}
+    assert {s.name for s in repo.schedule_defs} == {
+        "churn_daily_refresh_schedule",
+        "churn_churn_weekly_retrain",
+    }
     assert {s.name for s in repo.sensor_defs} == {"churn_churn_drift_retrain"}
     retrain = defs.resolve_job_def("churn_churn_retrain")
     selected = {k.to_user_string() for k in retrain.asset_layer.selected_asset_keys}
-    assert selected == {"churn/models/churn/trained", "churn/models/churn/registered", "churn/deployments/churn-api"}
+    assert selected == {
+        "churn/models/churn/trained",
+        "churn/models/churn/registered",
+        "churn/deployments/churn-api",
+    }
     refresh = defs.resolve_job_def("churn_daily_refresh")
     selected = {k.to_user_string() for k in refresh.asset_layer.selected_asset_keys}
     assert "churn/labels/churn" not in selected and "churn/monitoring/churn/drift" in selected
@@ -109,6 +118,8 @@ def test_weekly_retrain_schedule_targets_the_previous_day(repo_root) -> None:  #
     (req,) = sched.evaluate_tick(ctx).run_requests  # type: ignore[misc]
     assert req.partition_key == "1998-03-01"
     # after the end of the history the schedule keeps to the last partition
-    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 30, 4, 0), repository_def=repo)
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 30, 4, 0), repository_def=repo
+    )
     (req,) = sched.evaluate_tick(ctx).run_requests  # type: ignore[misc]
     assert req.partition_key == "1998-06-30"

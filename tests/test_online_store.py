@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
-from servers import free_port
 
 from mlforge.errors import MLForgeError, StoreUnavailableError
 from mlforge.online_store import (
@@ -23,6 +22,7 @@ from mlforge.online_store import (
     pack,
     unpack,
 )
+from servers import free_port
 
 VIEW = "customer_activity"
 

@@ -98,19 +98,6 @@ def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-
     assert preds["customer_id"].n_unique() == preds.height
 
 
-def test_one_partition_across_the_whole_graph(materialized) -> None:  # type: ignore[no-untyped-def]
-    """The equivalent of `dagster asset materialize --select '*' --partition 1998-03-31`."""
-    runner = materialized.runner
-    keys = [a.key for a in runner.assets]
-    res = runner.materialize(keys, date(1998, 3, 31))
-    assert len(res.metadata) == 9
-    reg = res.metadata["churn/models/churn/registered"]
-    assert reg["model_version"] == 2
-    trained = res.metadata["churn/models/churn/trained"]
-    # promoted only if not worse than the champion on the same holdout
-    assert reg["promoted"] == (trained["holdout_auc"] >= reg["champion_auc"] - 0.005)
-
-
 def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> None:  # type: ignore[no-untyped-def]
     defs = build_definitions(materialized.project)
     sensor = defs.get_repository_def().get_sensor_def("churn_churn_drift_retrain")
@@ -146,9 +133,46 @@ def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> No
             dg.AssetMaterialization(drift_key, partition=day, metadata={"drift_share": 0.8})
         )
     drifted = sensor.evaluate_tick(
-        dg.build_sensor_context(instance=instance, cursor=clean.cursor, repository_def=defs.get_repository_def())
+        dg.build_sensor_context(
+            instance=instance, cursor=clean.cursor, repository_def=defs.get_repository_def()
+        )
     )
     assert [r.partition_key for r in drifted.run_requests] == ["1998-06-29"]
+
+
+def test_online_stage_on_a_real_redis(materialized, redis_url) -> None:  # type: ignore[no-untyped-def]
+    """The same online asset, configured for Redis by settings only, fills a real Redis server."""
+    import dataclasses
+
+    import numpy as np
+
+    from mlforge.features import feature_names
+    from mlforge.online_store import RedisOnlineStore
+
+    base = materialized.project
+    settings = dataclasses.replace(
+        base.settings, online_store_url=redis_url, online_key_prefix="pipeline-test"
+    )
+    project = Project(base.spec, base.root, settings)
+    runner = Runner(project, materialized.instance)
+    res = runner.materialize([runner.key("online", "customer_activity")], END)
+    meta = res.metadata["churn/online/customer_activity"]
+    snap = read_snapshot(base.storage, "customer_activity", END)
+    assert meta["written"] == meta["entities"] == snap.height
+    names = feature_names(project.spec.feature_view("customer_activity"))
+    ids = [*snap["customer_id"].to_list()[:100], "no-such-customer"]
+    values, found = RedisOnlineStore(redis_url, "pipeline-test").read("customer_activity", ids, len(names))
+    assert found.tolist() == [True] * 100 + [False]
+    expected = snap.head(100).select(names).to_numpy().astype(np.float64)
+    assert np.allclose(values[:100], expected, equal_nan=True)
+    # re-materializing an older day never overwrites newer values: only customers absent from the
+    # newer snapshot (dropped out of its lookback) are written
+    june1 = read_snapshot(base.storage, "customer_activity", date(1998, 6, 1))
+    only_old = set(june1["customer_id"]) - set(snap["customer_id"])
+    older = runner.materialize([runner.key("online", "customer_activity")], date(1998, 6, 1))
+    assert older.metadata["churn/online/customer_activity"]["written"] == len(only_old) > 0
+    again, _ = RedisOnlineStore(redis_url, "pipeline-test").read("customer_activity", ids[:100], len(names))
+    assert np.allclose(again, expected, equal_nan=True)
 
 
 def test_stage_refuses_incomplete_upstream_window(tmp_path, repo_root) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from botocore.exceptions import ClientError
+
 from servers import free_port, free_ports, s3_client, start_redis, start_s3
 
 

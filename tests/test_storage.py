@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 from botocore.config import Config
 from polars.testing import assert_frame_equal
-from servers import free_port
 
 from mlforge.errors import DataError, MLForgeError, StoreUnavailableError
 from mlforge.storage import (
@@ -27,6 +26,7 @@ from mlforge.storage import (
     write_json,
     write_parquet,
 )
+from servers import free_port
 
 
 def s3_client(endpoint_url: str, access_key: str, secret_key: str, **config: Any) -> Any:
