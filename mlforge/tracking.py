@@ -8,7 +8,10 @@ can be traced back to the exact data it read.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,8 +105,6 @@ class Tracker:
         import numpy as np
         from mlflow.models import infer_signature
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         exp_id = self.experiment_id(experiment)
         example = np.zeros((1, len(feature_names)), dtype=np.float32)
         import pandas as pd
@@ -112,7 +113,10 @@ class Tracker:
         signature = infer_signature(sig_input, np.zeros(1, dtype=np.float64))
         # A run started here must end here even on error, or the next asset in this process
         # would silently log into it (the trap dagster-mlflow's hook exists for).
-        with mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run:
+        with (
+            _fluent_uri(self.tracking_uri),
+            mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run,
+        ):
             mlflow.log_params({k: str(v) for k, v in params.items()})
             mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
             info = mlflow.xgboost.log_model(
@@ -145,9 +149,11 @@ class Tracker:
             self.client.get_registered_model(name)
         except MlflowException:
             self.client.create_registered_model(name)
-        mv = self.client.create_model_version(
-            name, source=logged.model_uri, run_id=logged.run_id, tags=tags, model_id=logged.model_id
-        )
+        # create_model_version resolves a models:/ source through MLflow's global tracking URI
+        with _fluent_uri(self.tracking_uri):
+            mv = self.client.create_model_version(
+                name, source=logged.model_uri, run_id=logged.run_id, tags=tags, model_id=logged.model_id
+            )
         return self.version(name, int(mv.version))
 
     def version(self, name: str, version: int) -> ModelVersionInfo:
@@ -200,6 +206,30 @@ class Tracker:
         if self.tracking_uri.startswith("http"):
             return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
         return f"mlflow-run:{run_id}"
+
+
+@contextmanager
+def _fluent_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global (fluent) API at `uri` for a block, then restore it.
+
+    `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI into the process
+    environment; left there, every project loaded later in the same process would silently track
+    into this one's store.
+    """
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        # None unsets both the global and the environment variable
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def load_booster(uri: str) -> xgb.Booster:

@@ -144,7 +144,7 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
             desc = msg.split("dagster._core.definitions.events.Failure: ", 1)[-1]
             lines.append(f"{ev.step_key}: {desc}")
         elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = ev.event_specific_data.asset_check_evaluation  # type: ignore[union-attr]
-            if not data.passed:
-                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")
+            data = ev.event_specific_data
+            if data is not None and not data.passed:  # type: ignore[union-attr]
+                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")  # type: ignore[union-attr]
     return "run failed: " + ("; ".join(lines) if lines else "see the Dagster run log")

@@ -62,6 +62,10 @@ def test_labels_and_training_metrics_are_plausible(materialized) -> None:  # typ
 
 
 def test_mlflow_run_is_tagged_with_its_lineage(materialized) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    # training must not leak its tracking URI into the process (later projects would track into it)
+    assert os.environ.get("MLFLOW_TRACKING_URI") != materialized.project.settings.tracking_uri
     trained = materialized.meta("churn/models/churn/trained")
     tracker = materialized.runner.resources["mlflow"].get()
     run = tracker.client.get_run(trained["mlflow_run_id"])
@@ -192,3 +196,20 @@ def test_labels_refuse_a_horizon_that_has_not_passed(tmp_path, repo_root) -> Non
     runner = Runner(project)
     with pytest.raises(MLForgeError, match=r"90-day horizon of 1998-06-01 has not passed yet.*1998-04-01"):
         runner.materialize([runner.key("labels", "churn")], date(1998, 6, 1))
+
+
+def test_blocking_quality_check_stops_registration(materialized) -> None:  # type: ignore[no-untyped-def]
+    """A model below the gate's minimum is trained and logged, but never registered or deployed."""
+    base = materialized.project
+    model = base.spec.model("churn")
+    strict = model.model_copy(update={"gate": model.gate.model_copy(update={"min": 0.99})})
+    spec = base.spec.model_copy(update={"models": [strict]})
+    runner = Runner(Project(spec, base.root, base.settings), materialized.instance)
+    tracker = runner.resources["mlflow"].get()
+    before = len(tracker.client.search_model_versions("name='churn'"))
+    keys = [runner.key("models", "churn", "trained"), runner.key("models", "churn", "registered")]
+    with pytest.raises(MLForgeError, match=r"check min_quality on churn/models/churn/trained failed"):
+        runner.materialize(keys, date(1998, 6, 29))
+    assert len(tracker.client.search_model_versions("name='churn'")) == before
+    assert base.storage.exists("models/churn/cutoff=1998-06-29/run.json")  # trained and logged
+    assert not base.storage.exists("models/churn/cutoff=1998-06-29/registration.json")
