@@ -99,11 +99,11 @@ def get_historical_features(
     for view, feat in service_features(spec, service):
         by_view.setdefault(view, []).append(feat)
     for view_name, feats in by_view.items():
-        view = spec.feature_view(view_name)
-        join_key = spec.entity(view.entity).join_key
-        days = _days_needed(storage, view, out)
+        fv = spec.feature_view(view_name)
+        join_key = spec.entity(fv.entity).join_key
+        days = _days_needed(storage, fv, out)
         snaps = read_snapshots(storage, view_name, days)
-        out = point_in_time_join(out, snaps, join_key, timedelta(days=view.ttl_days), feats)
+        out = point_in_time_join(out, snaps, join_key, timedelta(days=fv.ttl_days), feats)
     return out
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlforge.errors import SpecError
+from mlforge.errors import MLForgeError, SpecError
 
+_T = TypeVar("_T")
 NAME = r"^[a-z][a-z0-9_]*$"
 ENDPOINT_NAME = r"^[a-z][a-z0-9_-]*$"
 
@@ -377,31 +378,39 @@ class ProjectSpec(_Model):
 
     def dataset(self, name: str) -> DatasetSpec:
         """The dataset called `name`."""
-        return next(d for d in self.datasets if d.name == name)
+        return _find(self.datasets, "name", name, "dataset")
 
     def entity(self, name: str) -> EntitySpec:
         """The entity called `name`."""
-        return next(e for e in self.entities if e.name == name)
+        return _find(self.entities, "name", name, "entity")
 
     def feature_view(self, name: str) -> FeatureViewSpec:
         """The feature view called `name`."""
-        return next(v for v in self.feature_views if v.name == name)
+        return _find(self.feature_views, "name", name, "feature view")
 
     def feature_service(self, name: str) -> FeatureServiceSpec:
         """The feature service called `name`."""
-        return next(s for s in self.feature_services if s.name == name)
+        return _find(self.feature_services, "name", name, "feature service")
 
     def model(self, name: str) -> ModelSpec:
         """The model called `name`."""
-        return next(m for m in self.models if m.name == name)
+        return _find(self.models, "name", name, "model")
 
     def deployment(self, endpoint: str) -> DeploymentSpec:
         """The deployment of `endpoint`."""
-        return next(d for d in self.deployments if d.endpoint == endpoint)
+        return _find(self.deployments, "endpoint", endpoint, "endpoint")
 
     def monitoring_for(self, model: str) -> MonitoringSpec:
         """Monitoring settings of `model` (defaults when the spec names none)."""
         return next((m for m in self.monitoring if m.model == model), MonitoringSpec(model=model))
+
+
+def _find(items: list[_T], attr: str, name: str, kind: str) -> _T:
+    """The item whose `attr` is `name`, or an error listing the known names."""
+    for item in items:
+        if getattr(item, attr) == name:
+            return item
+    raise MLForgeError(f"unknown {kind} '{name}' (known: {sorted(getattr(i, attr) for i in items)})")
 
 
 def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:

@@ -82,10 +82,10 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
     }
     frame = labels
     for view_name in views:
-        view = spec.feature_view(view_name)
+        fv = spec.feature_view(view_name)
         feats = [f for v, f in service_features(spec, model.feature_service) if v == view_name]
         snaps = read_snapshots(storage, view_name, days)
-        frame = point_in_time_join(frame, snaps, join_key, timedelta(days=view.ttl_days), feats)
+        frame = point_in_time_join(frame, snaps, join_key, timedelta(days=fv.ttl_days), feats)
         versions.update(
             {f"features/{view_name}/{d}": h for d, h in snapshot_versions(storage, view_name, days).items()}
         )
