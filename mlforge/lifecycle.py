@@ -106,7 +106,10 @@ def train_cutoff(
     )
     prefix = model_dir(model.name, cutoff)
     write_parquet(storage, f"{prefix}/holdout.parquet", data.holdout)
-    reference = data.train.select(data.features)
+    # The drift reference is the newest population the model was judged on (its holdout snapshot),
+    # not the older training snapshots: customers age, so a reference months older than the
+    # monitored day shows "drift" on every clean day.
+    reference = data.holdout.select(data.features)
     n = spec.monitoring_for(model.name).drift.reference_rows
     if reference.height > n:
         reference = reference.sample(n, seed=model.training.seed)

@@ -91,7 +91,7 @@ def test_deployment_manifest_names_the_champion(materialized) -> None:  # type: 
 def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-untyped-def]
     storage = materialized.project.storage
     drift = materialized.meta("churn/monitoring/churn/drift")
-    assert 0.0 <= drift["drift_share"] <= 1.0
+    assert 0.0 <= drift["drift_share"] < 0.5 and drift["dataset_drift"] is False  # a clean day
     html = storage.read_bytes("monitoring/churn/drift/date=1998-06-30/report.html")
     assert len(html) > 100_000 and b"<html" in html[:2000].lower()
     summary = json.loads(storage.read_bytes("monitoring/churn/drift/date=1998-06-30/summary.json"))
@@ -102,46 +102,64 @@ def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-
     assert preds["customer_id"].n_unique() == preds.height
 
 
+def test_drift_report_flags_shifted_spend(materialized) -> None:  # type: ignore[no-untyped-def]
+    """The same report on the day's features with spend tripled and recency halved flags drift."""
+    from mlforge.drift import drift_report
+    from mlforge.features import feature_names
+
+    storage = materialized.project.storage
+    cols = feature_names(materialized.project.spec.feature_view("customer_activity"))
+    reference = read_parquet(storage, "models/churn/cutoff=1998-06-30/reference.parquet")
+    current = read_snapshot(storage, "customer_activity", END)
+    shifted = current.with_columns(
+        [pl.col(c) * 3 for c in cols if c.startswith("dollar_value")]
+        + [pl.col("days_since_last") / 2, pl.col("days_since_first") / 2]
+    )
+    clean = drift_report(reference, current, cols, None, 0.5)
+    drifted = drift_report(reference, shifted, cols, None, 0.5)
+    assert clean.drift_share < 0.5 <= drifted.drift_share
+    assert drifted.dataset_drift and set(drifted.column_scores) == set(cols)
+
+
 def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> None:  # type: ignore[no-untyped-def]
     defs = build_definitions(materialized.project)
-    sensor = defs.get_repository_def().get_sensor_def("churn_churn_drift_retrain")
+    repo = defs.get_repository_def()
+    sensor = repo.get_sensor_def("churn_churn_drift_retrain")
     instance = materialized.instance
     drift_key = dg.AssetKey(["churn", "monitoring", "churn", "drift"])
 
-    ctx = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
-    first = sensor.evaluate_tick(ctx)
-    # the quickstart's drift report (share ≥ 0.5 on the real data) asks for one retrain
-    assert len(first.run_requests) == 1
-    req = first.run_requests[0]
-    assert req.partition_key in {"1998-06-30", "1998-03-31"}
-    assert req.tags["mlforge/trigger"] == "drift"
+    # the quickstart's clean day is seen, judged below threshold, and remembered in the cursor
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, repository_def=repo))
+    assert first.run_requests == [] and first.cursor is not None
     cursor = first.cursor
-    assert cursor is not None
 
-    # a restarted sensor with the stored cursor requests nothing new
-    again = sensor.evaluate_tick(
-        dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
-    )
-    assert again.run_requests == [] and again.cursor in (None, cursor)
-
-    # a clean day advances the cursor without a run; a drifted one triggers exactly one
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(drift_key, partition="1998-06-29", metadata={"drift_share": 0.1})
-    )
-    clean = sensor.evaluate_tick(
-        dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
-    )
-    assert clean.run_requests == [] and clean.cursor != cursor
+    # two drifted days in one tick → one retrain, for the latest of them
     for day in ("1998-06-28", "1998-06-29"):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(drift_key, partition=day, metadata={"drift_share": 0.8})
         )
     drifted = sensor.evaluate_tick(
-        dg.build_sensor_context(
-            instance=instance, cursor=clean.cursor, repository_def=defs.get_repository_def()
-        )
+        dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repo)
     )
     assert [r.partition_key for r in drifted.run_requests] == ["1998-06-29"]
+    req = drifted.run_requests[0]
+    assert req.tags["mlforge/trigger"] == "drift" and req.tags["mlforge/drift_share"] == "0.8000"
+    assert drifted.cursor != cursor
+
+    # a restarted sensor with the stored cursor requests nothing again
+    again = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=drifted.cursor, repository_def=repo)
+    )
+    assert again.run_requests == []
+
+    # a clean report advances the cursor without a run
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(drift_key, partition="1998-06-30", metadata={"drift_share": 0.1})
+    )
+    clean = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=drifted.cursor, repository_def=repo)
+    )
+    assert clean.run_requests == [] and clean.cursor not in (None, drifted.cursor)
 
 
 def test_online_stage_on_a_real_redis(materialized, redis_url) -> None:  # type: ignore[no-untyped-def]
