@@ -69,10 +69,21 @@ def feature_names(view: FeatureViewSpec) -> list[str]:
 
 def service_features(spec: ProjectSpec, service: str) -> list[tuple[str, str]]:
     """(view, feature) pairs a feature service reads, in order."""
+    return resolve_refs(spec, spec.feature_service(service).features)
+
+
+def resolve_refs(spec: ProjectSpec, refs: list[str]) -> list[tuple[str, str]]:
+    """(view, feature) pairs of 'view:feature' / 'view:*' references, in order; unknown ones raise."""
+    from mlforge.errors import MLForgeError
+
     out: list[tuple[str, str]] = []
-    for ref in spec.feature_service(service).features:
-        view, feat = ref.split(":", 1)
+    for ref in refs:
+        view, sep, feat = ref.partition(":")
+        if not sep:
+            raise MLForgeError(f"feature reference '{ref}' must look like 'view:feature' or 'view:*'")
         names = feature_names(spec.feature_view(view))
+        if feat != "*" and feat not in names:
+            raise MLForgeError(f"feature view '{view}' has no feature '{feat}' (features: {names})")
         out.extend((view, n) for n in (names if feat == "*" else [feat]))
     return out
 

@@ -1,0 +1,167 @@
+"""The feature store API a Feast user expects, on MLForge's offline and online stores.
+
+`get_historical_features` (point-in-time join for training), `get_online_features` (latest values
+for serving, in request order, with explicit missing markers) and `list_feature_views`. Features
+are named by a feature service or by 'view:feature' / 'view:*' references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from mlforge.features import EVENT_TS, feature_names, resolve_refs
+from mlforge.offline_store import point_in_time_join, read_snapshots
+from mlforge.online_store import OnlineStore, open_online_store
+from mlforge.project import Project
+from mlforge.timeline import end_of
+
+
+@dataclass(frozen=True)
+class FeatureViewInfo:
+    """What `list_feature_views` reports about one view."""
+
+    name: str
+    entity: str
+    join_key: str
+    features: list[str]
+    ttl_days: int
+    lookback_days: int
+    materialized_days: int
+    first_day: date | None
+    last_day: date | None
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """Online feature values for a list of entities, in request order."""
+
+    entity_ids: list[str]
+    feature_names: list[str]  # 'view:feature'
+    values: np.ndarray  # float64 [n_entities, n_features], NaN where missing
+    found: np.ndarray  # bool [n_entities, n_views]: the view had a row for the entity
+    views: list[str]
+
+    def to_dict(self) -> dict[str, list[object]]:
+        """Column-wise dict like Feast's `OnlineResponse.to_dict()`; missing values are None."""
+        out: dict[str, list[object]] = {"entity_id": list(self.entity_ids)}
+        for j, name in enumerate(self.feature_names):
+            col = self.values[:, j]
+            out[name] = [None if np.isnan(v) else float(v) for v in col]
+        return out
+
+    def to_polars(self) -> pl.DataFrame:
+        """The values as a frame (nulls where missing)."""
+        return pl.DataFrame(self.to_dict())
+
+
+def _refs(project: Project, features: str | Sequence[str]) -> list[tuple[str, str]]:
+    if isinstance(features, str):
+        if ":" in features:
+            return resolve_refs(project.spec, [features])
+        return resolve_refs(project.spec, project.spec.feature_service(features).features)
+    return resolve_refs(project.spec, list(features))
+
+
+class FeatureStore:
+    """Offline and online feature access for one project."""
+
+    def __init__(self, project: Project, online: OnlineStore | None = None) -> None:
+        self.project = project
+        self._online = online
+
+    @property
+    def online(self) -> OnlineStore:
+        """The project's online store (opened on first use)."""
+        if self._online is None:
+            s = self.project.settings
+            self._online = open_online_store(s.online_store_url, s.online_key_prefix)
+        return self._online
+
+    def list_feature_views(self) -> list[FeatureViewInfo]:
+        """Every view with its features and which days its offline store holds."""
+        out = []
+        storage = self.project.storage
+        for v in self.project.spec.feature_views:
+            days = sorted(
+                date.fromisoformat(k.split("date=")[1].split("/")[0])
+                for k in storage.list(f"features/{v.name}/")
+                if k.endswith("/_meta.json")
+            )
+            out.append(
+                FeatureViewInfo(
+                    name=v.name,
+                    entity=v.entity,
+                    join_key=self.project.spec.entity(v.entity).join_key,
+                    features=feature_names(v),
+                    ttl_days=v.ttl_days,
+                    lookback_days=v.lookback_days,
+                    materialized_days=len(days),
+                    first_day=days[0] if days else None,
+                    last_day=days[-1] if days else None,
+                )
+            )
+        return out
+
+    def get_historical_features(self, entity_df: pl.DataFrame, features: str | Sequence[str]) -> pl.DataFrame:
+        """Point-in-time correct features for rows of (join key, event_timestamp).
+
+        For each row: the latest snapshot at or before its timestamp and within the view's TTL;
+        never one from after it. Rows keep their order; missing values are null.
+        """
+        spec = self.project.spec
+        out = entity_df
+        if EVENT_TS not in out.columns:
+            from mlforge.errors import MLForgeError
+
+            raise MLForgeError(f"entity_df needs an '{EVENT_TS}' column (got {out.columns})")
+        by_view: dict[str, list[str]] = {}
+        for view, feat in _refs(self.project, features):
+            by_view.setdefault(view, []).append(feat)
+        ts = out[EVENT_TS].cast(pl.Datetime("us"))
+        for view_name, feats in by_view.items():
+            fv = spec.feature_view(view_name)
+            join_key = spec.entity(fv.entity).join_key
+            days = self._stored_days(view_name, ts.min() - timedelta(days=fv.ttl_days), ts.max())  # type: ignore[arg-type, operator]
+            if days:
+                snaps = read_snapshots(self.project.storage, view_name, days)
+            else:
+                snaps = pl.DataFrame(
+                    schema={
+                        join_key: out.schema[join_key],
+                        EVENT_TS: pl.Datetime("us"),
+                        **dict.fromkeys(feats, pl.Float32),
+                    }
+                )
+            out = point_in_time_join(out, snaps, join_key, timedelta(days=fv.ttl_days), feats)
+        return out
+
+    def _stored_days(self, view: str, lo: datetime, hi: datetime) -> list[date]:
+        """Stored snapshot days (one listing) whose end-of-day timestamps fall in [lo, hi]."""
+        days = []
+        for k in self.project.storage.list(f"features/{view}/"):
+            if k.endswith("/_meta.json"):
+                d = date.fromisoformat(k.split("date=")[1].split("/")[0])
+                if lo <= end_of(d) <= hi:
+                    days.append(d)
+        return sorted(days)
+
+    def get_online_features(self, features: str | Sequence[str], entity_ids: Sequence[str]) -> OnlineFeatures:
+        """Latest values per entity from the online store: one read per view, request order kept."""
+        refs = _refs(self.project, features)
+        views = list(dict.fromkeys(v for v, _ in refs))
+        ids = [str(e) for e in entity_ids]
+        values = np.full((len(ids), len(refs)), np.nan)
+        found = np.zeros((len(ids), len(views)), dtype=bool)
+        for vi, view in enumerate(views):
+            names = feature_names(self.project.spec.feature_view(view))
+            vals, ok = self.online.read(view, ids, len(names))
+            found[:, vi] = ok
+            for j, (v, f) in enumerate(refs):
+                if v == view:
+                    values[:, j] = vals[:, names.index(f)]
+        return OnlineFeatures(ids, [f"{v}:{f}" for v, f in refs], values, found, views)
