@@ -23,7 +23,7 @@ from mlforge.registry import CHALLENGER, CHAMPION, GateDecision, decide
 from mlforge.spec import DeploymentSpec, ModelSpec, ProjectSpec
 from mlforge.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.timeline import key
-from mlforge.tracking import LoggedModel, ModelVersionInfo, Tracker, load_booster
+from mlforge.tracking import LoggedModel, ModelVersionInfo, Tracker
 from mlforge.training import (
     booster_sha256,
     build_training_data,
@@ -185,7 +185,7 @@ def register_cutoff(
     champion_metric = None
     if champion is not None and champion.version != mv.version:
         holdout = read_parquet(storage, f"{model_dir(model.name, cutoff)}/holdout.parquet")
-        booster = load_booster(champion.booster_uri)
+        booster = tracker.load_booster(champion.booster_uri)
         x = holdout.select(trained.features).to_numpy().astype(np.float32)
         champion_metric = evaluate(predict(booster, x), holdout[LABEL].to_numpy())[model.gate.metric]
     candidate = trained.metrics[model.gate.metric]

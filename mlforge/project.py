@@ -1,8 +1,10 @@
 """A loaded project: the spec, the folder it lives in, and every setting resolved from spec + env.
 
 Environment variables override the spec so that the same `mlforge.yaml` runs on a laptop and on
-real servers. Secrets (S3 keys, Redis passwords in URLs) are read from the environment by the
-clients themselves and never stored on this object's printable fields.
+real servers. One S3 endpoint (`infrastructure.storage.endpoint_url` / MLFORGE_S3_ENDPOINT_URL)
+serves the storage root and an s3:// artifact root alike (MLFLOW_S3_ENDPOINT_URL, when set,
+overrides it for the artifacts). Secrets (S3 keys, Redis passwords in URLs) are read from the
+environment by the clients themselves and never stored on this object's printable fields.
 """
 
 from __future__ import annotations
@@ -44,15 +46,23 @@ class Settings:
     online_key_prefix: str
     tracking_uri: str
     artifact_root: str
+    # S3 endpoint of an s3:// artifact root (MLflow's MLFLOW_S3_ENDPOINT_URL; serving reads boosters there)
+    artifact_endpoint_url: str | None = None
 
     def describe(self) -> dict[str, str]:
         """A printable summary with credentials stripped from URLs."""
-        return {
+        out = {
             "state_dir": str(self.state_dir),
             "storage": self.storage_root,
             "online_store": redact_url(self.online_store_url),
             "tracking": redact_url(self.tracking_uri),
+            "artifacts": self.artifact_root,
         }
+        if self.storage_endpoint_url:
+            out["storage_endpoint"] = redact_url(self.storage_endpoint_url)
+        if self.artifact_endpoint_url and self.artifact_endpoint_url != self.storage_endpoint_url:
+            out["artifact_endpoint"] = redact_url(self.artifact_endpoint_url)
+        return out
 
 
 def redact_url(url: str) -> str:
@@ -90,15 +100,22 @@ def resolve_settings(spec: ProjectSpec, root: Path, state_dir: str | Path | None
         or infra.tracking.artifact_root
         or (state / "mlflow" / "artifacts").as_uri()
     )
+    endpoint = os.environ.get("MLFORGE_S3_ENDPOINT_URL") or infra.storage.endpoint_url
+    # An s3:// artifact root lives on MLFLOW_S3_ENDPOINT_URL when that is set, else on the storage's
+    # own S3 endpoint (one S3 server for everything).
+    artifact_endpoint = (
+        (os.environ.get("MLFLOW_S3_ENDPOINT_URL") or endpoint) if artifacts.startswith("s3://") else None
+    )
     return Settings(
         state_dir=state,
         storage_root=storage_root,
-        storage_endpoint_url=os.environ.get("MLFORGE_S3_ENDPOINT_URL") or infra.storage.endpoint_url,
+        storage_endpoint_url=endpoint,
         storage_region=os.environ.get("AWS_REGION") or infra.storage.region,
         online_store_url=online,
         online_key_prefix=f"{infra.online_store.key_prefix}:{spec.project}",
         tracking_uri=tracking,
         artifact_root=artifacts,
+        artifact_endpoint_url=artifact_endpoint,
     )
 
 

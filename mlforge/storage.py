@@ -113,8 +113,34 @@ class LocalStorage:
         self._p(key).unlink(missing_ok=True)
 
 
+# Error codes that mean "these credentials may not do this" rather than "the store is down".
+_AUTH_CODES = frozenset(
+    {
+        "403",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+        "AuthorizationHeaderMalformed",
+    }
+)
+_CREDENTIALS_HINT = (
+    "check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the configured "
+    "profile/role) and that they may access the bucket"
+)
+
+
 class S3Storage:
-    """Storage under s3://bucket/prefix on any S3-compatible server."""
+    """Storage under s3://bucket/prefix on any S3-compatible server.
+
+    `endpoint_url` selects MinIO, SeaweedFS or any other S3 server (None: AWS). Credentials are the
+    explicit keys when given, else boto3's standard chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    / AWS_SESSION_TOKEN, AWS_PROFILE, instance roles). The region defaults to AWS_REGION, then
+    AWS_DEFAULT_REGION, then us-east-1. Secrets are handed to the client and never kept on this
+    object nor put into any message.
+    """
 
     def __init__(
         self,
@@ -122,19 +148,51 @@ class S3Storage:
         endpoint_url: str | None = None,
         region: str | None = None,
         client: Any = None,
+        *,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
     ) -> None:
         if not root.startswith("s3://"):
             raise MLForgeError(f"S3 storage root must start with s3://, got {root}")
         bucket, _, prefix = root[len("s3://") :].partition("/")
+        if not bucket:
+            raise MLForgeError(f"S3 storage root names no bucket: {root}")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self.root = root.rstrip("/")
-        self.endpoint_url = endpoint_url
+        self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.endpoint_url = endpoint_url or None
+        self.region = (
+            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        )
         if client is None:
             import boto3  # boto3 costs ~0.3 s to import; only S3 users pay it
+            from botocore.config import Config
 
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1")
+            # A session of our own: boto3's module-level default session resolves the credential
+            # chain once per process, so a key changed in the environment later would be ignored.
+            session = boto3.session.Session(
+                aws_access_key_id=aws_access_key_id or None,
+                aws_secret_access_key=aws_secret_access_key or None,
+                aws_session_token=aws_session_token or None,
+                region_name=self.region,
+            )
+            client = session.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                config=Config(
+                    signature_version="s3v4",
+                    # MinIO/SeaweedFS behind a plain host name do not serve virtual-hosted buckets
+                    s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=10,
+                    read_timeout=60,
+                ),
+            )
         self._s3 = client
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.root!r}, endpoint_url={self.endpoint_url!r})"
 
     def _k(self, key: str) -> str:
         key = key.lstrip("/")
@@ -145,22 +203,63 @@ class S3Storage:
         return f"s3://{self.bucket}/{self._k(key)}"
 
     def _call(self, what: str, fn: Any, **kw: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        """`fn(Bucket=…, **kw)` with every botocore error mapped to one of ours.
 
+        Messages name the endpoint, bucket and key and the server's error code, never credentials;
+        the botocore traceback is dropped (`from None`).
+        """
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+            ReadTimeoutError,
+        )
+
+        target = (
+            f"s3://{self.bucket}/{kw['Key']}" if "Key" in kw else f"s3://{self.bucket}/{kw.get('Prefix', '')}"
+        )
+        endpoint = self.endpoint_url or "AWS S3"
         try:
             return fn(Bucket=self.bucket, **kw)
-        except EndpointConnectionError as exc:
-            raise StoreUnavailableError(f"S3 endpoint {self.endpoint_url} unreachable ({what})") from exc
+        except (EndpointConnectionError, ConnectTimeoutError) as exc:
+            kind = "timed out" if isinstance(exc, ConnectTimeoutError) else "unreachable"
+            raise StoreUnavailableError(f"S3 endpoint {endpoint} {kind} ({what} {target})") from None
+        except ReadTimeoutError:
+            raise StoreUnavailableError(
+                f"S3 {what} failed on {self.root}: {target}: endpoint {endpoint} did not answer in time"
+            ) from None
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise StoreUnavailableError(
+                f"S3 {what} failed on {self.root}: {exc} — set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or a profile/role)"
+            ) from None
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", "") or "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise DataError(f"not found in storage: s3://{self.bucket}/{kw.get('Key', '')}") from None
-            raise StoreUnavailableError(f"S3 {what} failed on {self.root}: {code}") from None
+                raise DataError(f"not found in storage: {target}") from None
+            detail = f"{code or 'error'} (HTTP {status})" if status else (code or "error")
+            if code in _AUTH_CODES:
+                hint = f" — {_CREDENTIALS_HINT}"
+            elif code == "NoSuchBucket":
+                hint = f" — bucket '{self.bucket}' does not exist on {endpoint}"
+            else:
+                hint = ""
+            raise StoreUnavailableError(
+                f"S3 {what} failed on {self.root}: {target}: {detail}{hint}"
+            ) from None
         except BotoCoreError as exc:
-            raise StoreUnavailableError(f"S3 {what} failed on {self.root}: {exc}") from None
+            # BotoCoreError messages carry URLs and parameter names, never credential values
+            raise StoreUnavailableError(
+                f"S3 {what} failed on {self.root}: {target}: {type(exc).__name__}: {exc}"
+            ) from None
 
     def exists(self, key: str) -> bool:
-        """Whether `key` exists."""
+        """Whether `key` exists (a refused or failed HEAD raises, it never means "missing")."""
         try:
             self._call("head", self._s3.head_object, Key=self._k(key))
             return True
@@ -168,9 +267,14 @@ class S3Storage:
             return False
 
     def read_bytes(self, key: str) -> bytes:
-        """The bytes stored at `key`."""
-        resp = self._call("get", self._s3.get_object, Key=self._k(key))
-        return bytes(resp["Body"].read())
+        """The bytes stored at `key` (one GET; the body is checked against its Content-Length)."""
+
+        def get(**kw: Any) -> bytes:
+            # reading the body inside _call maps a broken stream (IncompleteReadError, …) too
+            return bytes(self._s3.get_object(**kw)["Body"].read())
+
+        result: bytes = self._call("get", get, Key=self._k(key))
+        return result
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """One PUT: S3 makes the object visible whole or not at all."""
@@ -196,10 +300,25 @@ class S3Storage:
         self._call("delete", self._s3.delete_object, Key=self._k(key))
 
 
-def open_storage(root: str, endpoint_url: str | None = None, region: str | None = None) -> Storage:
-    """A LocalStorage or S3Storage for `root`."""
+def open_storage(
+    root: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    *,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    aws_session_token: str | None = None,
+) -> Storage:
+    """A LocalStorage or S3Storage for `root` (S3 keys: explicit, else the standard AWS chain)."""
     if root.startswith("s3://"):
-        return S3Storage(root, endpoint_url=endpoint_url, region=region)
+        return S3Storage(
+            root,
+            endpoint_url=endpoint_url,
+            region=region,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+        )
     if "://" in root and not root.startswith("file://"):
         raise MLForgeError(f"unsupported storage root {root}: use a local folder or s3://bucket/prefix")
     return LocalStorage(root.removeprefix("file://"))

@@ -55,12 +55,63 @@ class ModelVersionInfo:
 
 
 class Tracker:
-    """MLflow client for one tracking URI and artifact root."""
+    """MLflow client for one tracking URI and artifact root.
 
-    def __init__(self, tracking_uri: str, artifact_root: str) -> None:
+    An s3:// artifact root lives on `s3_endpoint_url` (MinIO, SeaweedFS, …; None: AWS). MLflow only
+    reads that endpoint from MLFLOW_S3_ENDPOINT_URL, so the tracker exports it (and the region and
+    explicit keys, if given) for the duration of its own artifact operations and restores the
+    environment afterwards: nothing leaks into the process.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        artifact_root: str,
+        s3_endpoint_url: str | None = None,
+        s3_region: str | None = None,
+        *,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root.rstrip("/")
+        self.s3_endpoint_url = s3_endpoint_url or None
+        self.s3_region = s3_region or None
+        self._keys = {
+            "AWS_ACCESS_KEY_ID": aws_access_key_id or None,
+            "AWS_SECRET_ACCESS_KEY": aws_secret_access_key or None,
+            "AWS_SESSION_TOKEN": aws_session_token or None,
+        }
         self._client: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Tracker({self.tracking_uri!r}, {self.artifact_root!r}, "
+            f"s3_endpoint_url={self.s3_endpoint_url!r})"
+        )
+
+    def _artifact_env(self) -> dict[str, str]:
+        """What MLflow's S3 artifact repository needs in the environment (empty for local artifacts)."""
+        if not self.artifact_root.startswith("s3://"):
+            return {}
+        env = {k: v for k, v in self._keys.items() if v}
+        if self.s3_endpoint_url:
+            env["MLFLOW_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        if self.s3_region:
+            env["AWS_DEFAULT_REGION"] = self.s3_region
+        return env
+
+    def load_booster(self, uri: str) -> xgb.Booster:
+        """A booster of this tracker's artifacts (an s3:// URI is read from its endpoint)."""
+        return load_booster(
+            uri,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            aws_access_key_id=self._keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self._keys["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=self._keys["AWS_SESSION_TOKEN"],
+        )
 
     @property
     def client(self) -> Any:
@@ -114,6 +165,7 @@ class Tracker:
         # A run started here must end here even on error, or the next asset in this process
         # would silently log into it (the trap dagster-mlflow's hook exists for).
         with (
+            _scoped_env(self._artifact_env()),
             _fluent_uri(self.tracking_uri),
             mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run,
         ):
@@ -150,7 +202,7 @@ class Tracker:
         except MlflowException:
             self.client.create_registered_model(name)
         # create_model_version resolves a models:/ source through MLflow's global tracking URI
-        with _fluent_uri(self.tracking_uri):
+        with _scoped_env(self._artifact_env()), _fluent_uri(self.tracking_uri):
             mv = self.client.create_model_version(
                 name, source=logged.model_uri, run_id=logged.run_id, tags=tags, model_id=logged.model_id
             )
@@ -232,15 +284,62 @@ def _fluent_uri(uri: str) -> Iterator[None]:
                 os.environ.pop(k, None)
 
 
-def load_booster(uri: str) -> xgb.Booster:
-    """Load a native booster from a local path, file:// URI or s3:// URI."""
+@contextmanager
+def _scoped_env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for a block, then restore each to its previous value (or unset)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_booster(
+    uri: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    *,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    aws_session_token: str | None = None,
+) -> xgb.Booster:
+    """Load a native booster from a local path, file:// URI or s3:// URI.
+
+    An s3:// URI is read from `endpoint_url` (pass the artifact endpoint of the settings /
+    `Tracker.load_booster`). Without one it falls back to MLFLOW_S3_ENDPOINT_URL, then
+    MLFORGE_S3_ENDPOINT_URL — where MLflow and MLForge would look — then AWS. Keys: explicit, else
+    the standard AWS_* chain.
+    """
     import xgboost as xgb
 
     if uri.startswith("s3://"):
+        from mlforge.errors import DataError
         from mlforge.storage import S3Storage
 
         root, _, name = uri.rpartition("/")
-        raw = S3Storage(root).read_bytes(name)
+        endpoint = (
+            endpoint_url
+            or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+            or os.environ.get("MLFORGE_S3_ENDPOINT_URL")
+            or None
+        )
+        store = S3Storage(
+            root,
+            endpoint_url=endpoint,
+            region=region,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+        )
+        try:
+            raw = store.read_bytes(name)
+        except DataError:
+            raise ModelNotFoundError(f"model file not found: {uri} (on {endpoint or 'AWS S3'})") from None
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
         return booster

@@ -12,7 +12,6 @@ from mlforge.predictions import predictions_key, score_frame
 from mlforge.project import Project
 from mlforge.spec import ModelSpec
 from mlforge.storage import write_parquet
-from mlforge.tracking import load_booster
 from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
 
 
@@ -25,7 +24,7 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         champion = champion_or_fail(stage.tracker, model.name, f"predictions/{model.name}")
-        booster = load_booster(champion.booster_uri)
+        booster = stage.tracker.load_booster(champion.booster_uri)
         total, last = 0, None
         for d in days:
             frame = service_frame(stage.storage, spec, model.feature_service, d)

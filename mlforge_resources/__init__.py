@@ -20,7 +20,32 @@ from mlforge.tracking import Tracker
 __all__ = ["MLflowResource", "OnlineStoreResource", "StorageResource", "resources_for"]
 
 
-class StorageResource(dg.ConfigurableResource):
+def _value(v: str | None) -> str | None:
+    """A field's value; an EnvVar left unresolved (`.get()` called outside a run) is read here."""
+    return v.get_value() if isinstance(v, dg.EnvVar) else v
+
+
+class _S3Keys(dg.ConfigurableResource):
+    """S3 keys; `resources_for` wires them as dg.EnvVar so Dagster shows the variable, not the value.
+
+    Left empty, boto3's standard chain applies (AWS_* environment, AWS_PROFILE, instance roles).
+    """
+
+    aws_access_key_id: str | None = Field(None, description="S3 access key (EnvVar AWS_ACCESS_KEY_ID).")
+    aws_secret_access_key: str | None = Field(
+        None, description="S3 secret key (EnvVar AWS_SECRET_ACCESS_KEY)."
+    )
+    aws_session_token: str | None = Field(None, description="S3 session token (EnvVar AWS_SESSION_TOKEN).")
+
+    def _s3_keys(self) -> dict[str, str | None]:
+        return {
+            "aws_access_key_id": _value(self.aws_access_key_id),
+            "aws_secret_access_key": _value(self.aws_secret_access_key),
+            "aws_session_token": _value(self.aws_session_token),
+        }
+
+
+class StorageResource(_S3Keys):
     """Object storage for datasets, features, manifests, reports and logs (local folder or S3)."""
 
     root: str = Field(description="Local folder or s3://bucket/prefix.")
@@ -28,8 +53,10 @@ class StorageResource(dg.ConfigurableResource):
     region: str | None = Field(None, description="S3 region.")
 
     def get(self) -> Storage:
-        """The core storage client (credentials come from the AWS_* environment)."""
-        return open_storage(self.root, self.endpoint_url, self.region)
+        """The core storage client."""
+        root = _value(self.root)
+        assert root is not None
+        return open_storage(root, self.endpoint_url, self.region, **self._s3_keys())
 
 
 class OnlineStoreResource(dg.ConfigurableResource):
@@ -40,23 +67,43 @@ class OnlineStoreResource(dg.ConfigurableResource):
 
     def get(self) -> OnlineStore:
         """The core online-store client."""
-        return open_online_store(self.url, self.key_prefix)
+        return open_online_store(_value(self.url) or "", self.key_prefix)
 
 
-class MLflowResource(dg.ConfigurableResource):
+class MLflowResource(_S3Keys):
     """MLflow tracking + registry (our own Pythonic resource; see docs/decisions.md)."""
 
     tracking_uri: str = Field(description="sqlite:///…, file:…, or http(s)://mlflow-server")
-    artifact_root: str = Field(description="Artifact location of new experiments.")
+    artifact_root: str = Field(description="Artifact location of new experiments (folder or s3://…).")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint of an s3:// artifact root (MLFLOW_S3_ENDPOINT_URL for MLflow)."
+    )
+    s3_region: str | None = Field(None, description="S3 region of an s3:// artifact root.")
 
     def get(self) -> Tracker:
         """The core tracker."""
-        return Tracker(self.tracking_uri, self.artifact_root)
+        return Tracker(
+            _value(self.tracking_uri) or "",
+            _value(self.artifact_root) or "",
+            self.s3_endpoint_url,
+            self.s3_region,
+            **self._s3_keys(),
+        )
 
 
 def _env_or(name: str, value: str) -> str | dg.EnvVar:
     """dg.EnvVar when the value came from that variable, so Dagster shows its name, never the value."""
     return dg.EnvVar(name) if os.environ.get(name) == value else value
+
+
+def _s3_key_env_vars() -> dict[str, dg.EnvVar]:
+    """S3 key fields as dg.EnvVar for each AWS_* variable that is set (else boto3's default chain)."""
+    fields = {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_session_token": "AWS_SESSION_TOKEN",
+    }
+    return {f: dg.EnvVar(var) for f, var in fields.items() if os.environ.get(var)}
 
 
 def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
@@ -67,6 +114,7 @@ def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
             root=_env_or("MLFORGE_STORAGE_ROOT", s.storage_root),  # type: ignore[arg-type]
             endpoint_url=s.storage_endpoint_url,
             region=s.storage_region,
+            **_s3_key_env_vars(),  # type: ignore[arg-type]
         ),
         "online_store": OnlineStoreResource(
             url=_env_or("MLFORGE_ONLINE_STORE_URL", s.online_store_url),  # type: ignore[arg-type]
@@ -74,6 +122,9 @@ def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
         ),
         "mlflow": MLflowResource(
             tracking_uri=_env_or("MLFLOW_TRACKING_URI", s.tracking_uri),  # type: ignore[arg-type]
-            artifact_root=s.artifact_root,
+            artifact_root=_env_or("MLFORGE_ARTIFACT_ROOT", s.artifact_root),  # type: ignore[arg-type]
+            s3_endpoint_url=s.artifact_endpoint_url,
+            s3_region=s.storage_region,
+            **_s3_key_env_vars(),  # type: ignore[arg-type]
         ),
     }

@@ -293,7 +293,13 @@ class ServingState:
         cached = self._boosters.get(key)
         if cached is not None and cached[0] == variant.booster_uri:
             return cached[1]
-        booster = load_booster(variant.booster_uri)
+        settings = self.project.settings
+        # an s3:// booster (MLflow artifacts on S3) is read from the configured artifact endpoint
+        booster = load_booster(
+            variant.booster_uri,
+            endpoint_url=settings.artifact_endpoint_url or settings.storage_endpoint_url,
+            region=settings.storage_region,
+        )
         self._boosters[key] = (variant.booster_uri, booster)
         return booster
 
