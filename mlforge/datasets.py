@@ -65,27 +65,27 @@ def _read_whitespace(data: bytes, where: str) -> pl.DataFrame:
     )
 
 
-def _read_bytes(path: str) -> list[tuple[str, bytes]]:
+def _read_bytes(path: str, endpoint_url: str | None = None) -> list[tuple[str, bytes]]:
     """(name, bytes) of every file a source path names (a file, a glob, or an s3:// object)."""
     if path.startswith("s3://"):
         from mlforge.storage import S3Storage
 
         root, _, name = path.rpartition("/")
-        return [(path, S3Storage(root).read_bytes(name))]
+        return [(path, S3Storage(root, endpoint_url=endpoint_url).read_bytes(name))]
     files = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
     if not files or not all(Path(f).is_file() for f in files):
         raise DataError(f"source not found: {path}")
     return [(f, Path(f).read_bytes()) for f in files]
 
 
-def read_source(ds: DatasetSpec, path: str) -> pl.DataFrame:
+def read_source(ds: DatasetSpec, path: str, endpoint_url: str | None = None) -> pl.DataFrame:
     """Read every file of the source and return a frame typed as the spec says.
 
     Raises DataError naming the file and the column when a column is missing or a value cannot be
     parsed as its declared type.
     """
     frames = []
-    for name, data in _read_bytes(path):
+    for name, data in _read_bytes(path, endpoint_url):
         try:
             if ds.source.format == "whitespace":
                 df = _read_whitespace(data, name)

@@ -56,7 +56,7 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
     def run(stage: Stage, days: list[date]) -> StageResult:
         from mlforge.versioning import versioning_enabled
 
-        frame = read_source(ds, project.source_path(ds.source.path))
+        frame = read_source(ds, project.source_path(ds.source.path), project.settings.storage_endpoint_url)
         versioned = versioning_enabled()
         target = _Capture(stage.storage) if versioned else stage.storage
         stored = store_days(target, ds, frame, days)  # type: ignore[arg-type]
