@@ -73,6 +73,7 @@ class FeatureStore:
     def __init__(self, project: Project, online: OnlineStore | None = None) -> None:
         self.project = project
         self._online = online
+        self._plans: dict[str | tuple[str, ...], _OnlinePlan] = {}
 
     @property
     def online(self) -> OnlineStore:
@@ -152,16 +153,58 @@ class FeatureStore:
 
     def get_online_features(self, features: str | Sequence[str], entity_ids: Sequence[str]) -> OnlineFeatures:
         """Latest values per entity from the online store: one read per view, request order kept."""
-        refs = _refs(self.project, features)
-        views = list(dict.fromkeys(v for v, _ in refs))
+        plan = self._online_plan(features)
         ids = [str(e) for e in entity_ids]
-        values = np.full((len(ids), len(refs)), np.nan)
-        found = np.zeros((len(ids), len(views)), dtype=bool)
-        for vi, view in enumerate(views):
-            names = feature_names(self.project.spec.feature_view(view))
-            vals, ok = self.online.read(view, ids, len(names))
+        if plan.whole_view is not None:  # one view, all its features in order: the read is the answer
+            vals, ok = self.online.read(plan.views[0], ids, plan.whole_view)
+            values = np.asarray(vals, dtype=np.float64)
+            return OnlineFeatures(
+                ids, list(plan.names), values, np.asarray(ok, dtype=bool).reshape(-1, 1), list(plan.views)
+            )
+        values = np.full((len(ids), len(plan.names)), np.nan)
+        found = np.zeros((len(ids), len(plan.views)), dtype=bool)
+        for vi, (view, n_features, src, dst) in enumerate(plan.reads):
+            vals, ok = self.online.read(view, ids, n_features)
             found[:, vi] = ok
-            for j, (v, f) in enumerate(refs):
-                if v == view:
-                    values[:, j] = vals[:, names.index(f)]
-        return OnlineFeatures(ids, [f"{v}:{f}" for v, f in refs], values, found, views)
+            values[:, dst] = vals[:, src]
+        return OnlineFeatures(ids, list(plan.names), values, found, list(plan.views))
+
+    def _online_plan(self, features: str | Sequence[str]) -> _OnlinePlan:
+        """The resolved references of a feature list, computed once per list (the spec is fixed)."""
+        key = features if isinstance(features, str) else tuple(features)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _OnlinePlan.of(self.project, key if isinstance(key, str) else list(key))
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+
+_MAX_PLANS = 256
+
+
+@dataclass(frozen=True)
+class _OnlinePlan:
+    """What `get_online_features` reads for one feature list, and where each value goes."""
+
+    names: tuple[str, ...]  # 'view:feature', in request order
+    views: tuple[str, ...]  # in first-reference order
+    reads: tuple[tuple[str, int, np.ndarray, np.ndarray], ...]  # (view, n_features, src cols, dst cols)
+    whole_view: int | None  # n_features when the list is exactly one whole view in order
+
+    @classmethod
+    def of(cls, project: Project, features: str | Sequence[str]) -> _OnlinePlan:
+        refs = _refs(project, features)
+        views = tuple(dict.fromkeys(v for v, _ in refs))
+        reads = []
+        for view in views:
+            names = feature_names(project.spec.feature_view(view))
+            pos = {n: i for i, n in enumerate(names)}
+            dst = [j for j, (v, _) in enumerate(refs) if v == view]
+            src = [pos[refs[j][1]] for j in dst]
+            reads.append((view, len(names), np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)))
+        whole = None
+        if len(reads) == 1 and reads[0][2].tolist() == list(range(reads[0][1])):
+            whole = reads[0][1]
+        return cls(tuple(f"{v}:{f}" for v, f in refs), views, tuple(reads), whole)

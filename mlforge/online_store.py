@@ -57,15 +57,35 @@ class OnlineStore(Protocol):
 
 
 def _assemble(raws: Sequence[bytes | None], n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    out = np.full((len(raws), n_features), np.nan, dtype=np.float64)
-    found = np.zeros(len(raws), dtype=bool)
+    """(values [n, n_features], found [n]) from packed values; None or a wrong length is missing.
+
+    The values are decoded in one `np.frombuffer` over the joined records (no per-row numpy
+    calls); only records of an unexpected length take the per-row path.
+    """
+    n = len(raws)
+    rec = TS_WIDTH + 8 * n_features
+    if n and None not in raws and set(map(len, raws)) == {rec}:  # type: ignore[arg-type]
+        return _decode(raws, n, rec, n_features), np.ones(n, dtype=bool)  # type: ignore[arg-type]
+    out = np.full((n, n_features), np.nan, dtype=np.float64)
+    found = np.zeros(n, dtype=bool)
+    hits: list[int] = []
     for i, raw in enumerate(raws):
-        if raw is not None:
-            vals = np.frombuffer(raw, dtype="<f8", offset=TS_WIDTH)
-            if len(vals) == n_features:
-                out[i] = vals
-                found[i] = True
+        if raw is None:
+            continue
+        if len(raw) == rec:
+            hits.append(i)
+        else:  # another feature count reads as missing; a torn value still raises as it always did
+            np.frombuffer(raw, dtype="<f8", offset=TS_WIDTH)
+    if hits:
+        out[hits] = _decode([raws[i] for i in hits], len(hits), rec, n_features)  # type: ignore[misc]
+        found[hits] = True
     return out, found
+
+
+def _decode(raws: Sequence[bytes], n: int, rec: int, n_features: int) -> np.ndarray:
+    """Features of `n` packed records of `rec` bytes each, as a fresh float64 [n, n_features]."""
+    blob = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(n, rec)[:, TS_WIDTH:]
+    return blob.copy().view("<f8").astype(np.float64, copy=False).reshape(n, n_features)
 
 
 class SQLiteOnlineStore:
@@ -197,7 +217,8 @@ class RedisOnlineStore:
         """One MGET for all ids."""
         if not entity_ids:
             return np.zeros((0, n_features)), np.zeros(0, dtype=bool)
-        raws = self._guard("read", self._redis.mget, [self._key(view, str(e)) for e in entity_ids])
+        p = f"{self.prefix}:{view}:"
+        raws = self._guard("read", self._redis.mget, [p + str(e) for e in entity_ids])
         return _assemble(raws, n_features)
 
     def ping(self) -> None:
