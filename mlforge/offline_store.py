@@ -72,22 +72,36 @@ def point_in_time_join(
 ) -> pl.DataFrame:
     """Join the latest `features` row at or before each entity row's timestamp, within `ttl`.
 
-    Rows with no such feature row keep nulls. The result preserves `entity_df`'s row order.
+    A DuckDB ASOF join over Arrow data (no copies through pandas). Rows with no such feature row
+    keep nulls. The result preserves `entity_df`'s rows, order and columns, followed by `columns`.
     """
-    left = entity_df.with_row_index("__row").with_columns(pl.col(timestamp_col).cast(pl.Datetime("us")))
+    import duckdb
+
+    left = entity_df.with_row_index("__row").with_columns(
+        pl.col(timestamp_col).cast(pl.Datetime("us")).alias("__entity_ts")
+    )
     right = features.select(
         entity_key, pl.col(EVENT_TS).cast(pl.Datetime("us")).alias("__feature_ts"), *columns
-    ).sort(entity_key, "__feature_ts")
-    joined = left.sort(entity_key, timestamp_col).join_asof(
-        right,
-        left_on=timestamp_col,
-        right_on="__feature_ts",
-        by=entity_key,
-        strategy="backward",
-        tolerance=ttl,
-        check_sortedness=False,
     )
-    return joined.sort("__row").drop("__row", "__feature_ts")
+    ttl_us = int(ttl.total_seconds() * 1_000_000)
+    picked = ", ".join(
+        f'CASE WHEN epoch_us(l.__entity_ts) - epoch_us(r.__feature_ts) <= {ttl_us} THEN r."{c}" END AS "{c}"'
+        for c in columns
+    )
+    con = duckdb.connect()
+    try:
+        con.register("l", left.select("__row", entity_key, "__entity_ts").to_arrow())
+        con.register("r", right.to_arrow())
+        matched = con.sql(
+            f"SELECT l.__row, {picked} FROM l ASOF LEFT JOIN r "
+            f'ON l."{entity_key}" = r."{entity_key}" AND l.__entity_ts >= r.__feature_ts ORDER BY l.__row'
+        ).pl()
+    finally:
+        con.close()
+    matched = matched.with_columns(
+        pl.col("__row").cast(pl.UInt32), *[pl.col(c).cast(features.schema[c]) for c in columns]
+    )
+    return left.drop("__entity_ts").join(matched, on="__row", how="left").sort("__row").drop("__row")
 
 
 def get_historical_features(
