@@ -203,6 +203,8 @@ def deploy_status(endpoint: str, spec: Spec = None, home: Home = None) -> None:
     print(f"{endpoint}: revision {m.revision}, {m.strategy}, model {m.model}, created {m.created_at}")
     for v in m.variants:
         print(f"  {v.name:<10} v{v.version:<4} traffic {v.traffic:>3}%{'  (shadow)' if v.shadow else ''}")
+    for k, val in sorted(m.state.items()):
+        print(f"  state.{k} = {val}")
 
 
 @deploy_app.command(name="rollback")
@@ -220,6 +222,77 @@ def deploy_rollback(endpoint: str, spec: Spec = None, home: Home = None) -> None
     print(
         f"{endpoint}: rolled back; revision {m.revision} serves "
         + ", ".join(f"v{v.version} ({v.traffic}%)" for v in m.variants)
+    )
+
+
+@deploy_app.command(name="history")
+def deploy_history(endpoint: str, spec: Spec = None, home: Home = None) -> None:
+    """Every manifest revision of an endpoint: variants, traffic, and what decided each step."""
+    from mlforge.deployment import history
+    from mlforge.errors import MLForgeError
+
+    project = _project(spec, home)
+    try:
+        revisions = history(project.storage, endpoint)
+    except MLForgeError as exc:
+        _fail(str(exc))
+        return
+    if not revisions:
+        _fail(f"endpoint {endpoint} has no deployment manifest yet")
+    for m in revisions:
+        served = ", ".join(
+            f"{v.name}=v{v.version}:{v.traffic}%{' (shadow)' if v.shadow else ''}" for v in m.variants
+        )
+        status = m.state.get("status", "")
+        print(f"{m.revision:>4}  {m.created_at[:19]}  {m.strategy:<19} {served}  {status}")
+        if m.state.get("reason"):
+            print(f"      {m.state['reason']}")
+
+
+@deploy_app.command(name="traffic")
+def deploy_traffic(endpoint: str, *shares: str, spec: Spec = None, home: Home = None) -> None:
+    """Set the traffic split of an endpoint's existing variants (a new manifest revision).
+
+    Parameters
+    ----------
+    shares
+        ``variant=percent`` pairs, e.g. ``stable=75 canary=25``; answering variants must add up to 100.
+    """
+    from datetime import UTC, datetime
+
+    from mlforge.deployment import read_manifest, set_traffic, write_manifest
+    from mlforge.errors import MLForgeError
+
+    project = _project(spec, home)
+    traffic: dict[str, int] = {}
+    for item in shares:
+        name, _, pct = item.partition("=")
+        if not name or not pct.strip().isdigit():
+            _fail(f"expected variant=percent, got {item!r}")
+        traffic[name] = int(pct)
+    if not traffic:
+        _fail("give at least one variant=percent")
+    try:
+        current = read_manifest(project.storage, endpoint)
+        if current is None:
+            _fail(f"endpoint {endpoint} has no deployment manifest yet")
+            return
+        changed = set_traffic(current, traffic)
+        reason = "traffic set with mlforge deploy traffic: " + ", ".join(
+            f"{v.name}={v.traffic}%" for v in changed.variants
+        )
+        state = {**changed.state, "status": "manual_traffic", "reason": reason}
+        m = write_manifest(
+            project.storage,
+            changed.model_copy(update={"state": state, "created_at": datetime.now(UTC).isoformat()}),
+            expected_revision=current.revision,
+        )
+    except (MLForgeError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    print(
+        f"{endpoint}: revision {m.revision} serves "
+        + ", ".join(f"{v.name}=v{v.version} ({v.traffic}%)" for v in m.variants)
     )
 
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mlforge.errors import DataError, ModelNotFoundError
+from mlforge.errors import DataError, MLForgeError, ModelNotFoundError
 from mlforge.spec import StrategySpec
 from mlforge.storage import Storage, read_json, write_json
 
@@ -72,9 +72,22 @@ def read_manifest(storage: Storage, endpoint: str) -> Manifest | None:
         raise DataError(f"deployment manifest of {endpoint} is invalid: {exc}") from None
 
 
-def write_manifest(storage: Storage, manifest: Manifest) -> Manifest:
-    """Store `manifest` as the next revision (history first, then the current pointer)."""
+class DeploymentConflictError(MLForgeError):
+    """The manifest changed since it was read (another writer got there first)."""
+
+
+def write_manifest(storage: Storage, manifest: Manifest, expected_revision: int | None = None) -> Manifest:
+    """Store `manifest` as the next revision (history first, then the current pointer).
+
+    With `expected_revision`, refuse (DeploymentConflictError) when the current revision is not
+    that one any more: a decision taken on revision N is not written over a newer N + 1.
+    """
     previous = read_manifest(storage, manifest.endpoint)
+    if expected_revision is not None and (previous.revision if previous else 0) != expected_revision:
+        raise DeploymentConflictError(
+            f"manifest of {manifest.endpoint} is at revision {previous.revision if previous else 0}, "
+            f"not {expected_revision}: it changed meanwhile; read it again"
+        )
     m = manifest.model_copy(update={"revision": (previous.revision + 1) if previous else 1})
     data = m.model_dump(mode="json")
     write_json(storage, history_key(m.endpoint, m.revision), data)
@@ -91,46 +104,144 @@ def rollback(storage: Storage, endpoint: str) -> Manifest:
     return write_manifest(storage, old.model_copy(update={"created_at": datetime.now(UTC).isoformat()}))
 
 
+def history(storage: Storage, endpoint: str) -> list[Manifest]:
+    """Every stored revision of `endpoint`, oldest first."""
+    out = []
+    for key in storage.list(f"deployments/{endpoint}/history/"):
+        if key.endswith(".json"):
+            out.append(Manifest.model_validate(read_json(storage, key)))
+    return sorted(out, key=lambda m: m.revision)
+
+
+def set_traffic(manifest: Manifest, traffic: dict[str, int]) -> Manifest:
+    """`manifest` with new traffic shares for its existing, answering-capable variants.
+
+    Every named variant must exist and not be a shadow; variants not named keep their share; the
+    shares of the non-shadow variants must add up to 100. Raises ValueError naming the problem.
+    """
+    names = {v.name: v for v in manifest.variants}
+    unknown = sorted(set(traffic) - set(names))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown} of {manifest.endpoint}; it has {sorted(names)}")
+    shadows = sorted(n for n in traffic if names[n].shadow)
+    if shadows:
+        raise ValueError(f"shadow variant(s) {shadows} answer no traffic; shadows stay at 0")
+    bad = {n: t for n, t in traffic.items() if not 0 <= t <= 100}
+    if bad:
+        raise ValueError(f"traffic must be 0..100 percent, got {bad}")
+    variants = [v.model_copy(update={"traffic": traffic.get(v.name, v.traffic)}) for v in manifest.variants]
+    total = sum(v.traffic for v in variants if not v.shadow)
+    if total != 100:
+        shares = {v.name: v.traffic for v in variants if not v.shadow}
+        raise ValueError(f"traffic of the answering variants must add up to 100, got {total} ({shares})")
+    return manifest.model_copy(update={"variants": variants})
+
+
+# Strategy-state keys a later plan keeps: what live metrics decided beyond the registry's aliases.
+REJECTED = "rejected_version"  # rolled back / rejected by live metrics: never re-planned
+PROMOTED = "promoted_version"  # challenger promoted by live metrics
+
+
+def _state_int(previous: Manifest | None, key: str) -> int | None:
+    value = previous.state.get(key) if previous else None
+    return value if isinstance(value, int) else None
+
+
 def plan_variants(
     strategy: StrategySpec, champion: Variant, challenger: Variant | None, previous: Manifest | None
 ) -> tuple[list[Variant], dict[str, int | str]]:
     """Variants and strategy state for a new manifest.
 
     blue-green: the champion takes all traffic at once. canary: a new champion starts at the first
-    step beside the previous one. champion-challenger: a split, or a shadow that scores but never
-    answers.
+    step beside the previous one; a rollout of the same candidate in flight keeps its step (the
+    canary sensor advances it), and a version the canary rolled back (``rejected_version``) is
+    not rolled out again. champion-challenger: a split, or a shadow that scores but never
+    answers; a challenger the live metrics promoted (``promoted_version``) keeps answering as the
+    champion, a rejected one is not deployed again.
+
+    When the plan gives the variants the previous manifest already serves under the same
+    strategy, the previous strategy state is kept (so re-running the deployment writes no new
+    revision over what the canary sensor recorded).
     """
-    champ = champion.model_copy(update={"traffic": 100, "name": "champion"})
-    if strategy.kind == "blue_green" or (challenger is None and strategy.kind == "champion_challenger"):
-        return [champ], {"live_version": champion.version}
+    variants, state = _plan(strategy, champion, challenger, previous)
+    if (
+        previous is not None
+        and previous.strategy == strategy.kind
+        and [v.model_dump() for v in variants] == [v.model_dump() for v in previous.variants]
+    ):
+        state = {**state, **previous.state}
+    return variants, state
+
+
+def _plan(
+    strategy: StrategySpec, champion: Variant, challenger: Variant | None, previous: Manifest | None
+) -> tuple[list[Variant], dict[str, int | str]]:
+    champ = champion.model_copy(update={"traffic": 100, "name": "champion", "shadow": False})
     if strategy.kind == "canary":
-        prev = previous.answering()[0] if previous and previous.answering() else None
-        if prev is None or prev.version == champion.version:
+        answering = previous.answering() if previous else []
+        stable = next((v for v in answering if v.name == "stable"), answering[0] if answering else None)
+        canary = next((v for v in answering if v.name == "canary"), None)
+        rejected = _state_int(previous, REJECTED)
+        if previous is not None and stable is not None and rejected == champion.version:
+            # the canary of this version was rolled back: keep serving what serves now
+            return [v.model_copy() for v in previous.variants], dict(previous.state)
+        if (
+            previous is not None
+            and stable is not None
+            and canary is not None
+            and canary is not stable
+            and canary.version == champion.version
+        ):  # this candidate's rollout is in flight: the sensor owns its step
+            step = strategy.steps.index(canary.traffic) if canary.traffic in strategy.steps else 0
+            return [v.model_copy() for v in previous.variants], {
+                "step": step,
+                "live_version": stable.version,
+                "candidate_version": champion.version,
+                **previous.state,
+            }
+        if stable is None or stable.version == champion.version:
             return [champ], {"step": len(strategy.steps) - 1, "live_version": champion.version}
         first = strategy.steps[0]
+        if first >= 100:
+            return [champ], {"step": len(strategy.steps) - 1, "live_version": champion.version}
         return (
             [
-                prev.model_copy(update={"name": "stable", "traffic": 100 - first, "shadow": False}),
-                champion.model_copy(update={"name": "canary", "traffic": first}),
+                stable.model_copy(update={"name": "stable", "traffic": 100 - first, "shadow": False}),
+                champion.model_copy(update={"name": "canary", "traffic": first, "shadow": False}),
             ],
-            {"step": 0, "live_version": prev.version, "candidate_version": champion.version},
+            {"step": 0, "live_version": stable.version, "candidate_version": champion.version},
         )
-    assert challenger is not None
+    carry: dict[str, int | str] = {}
+    if strategy.kind == "champion_challenger" and previous is not None:
+        promoted = _state_int(previous, PROMOTED)
+        if promoted is not None and promoted > champion.version:
+            served = next((v for v in previous.answering() if v.version == promoted), None)
+            if served is not None:  # live metrics promoted it past the registry's champion
+                champion = served
+                champ = champion.model_copy(update={"traffic": 100, "name": "champion", "shadow": False})
+                carry[PROMOTED] = promoted
+        rejected = _state_int(previous, REJECTED)
+        if challenger is not None and challenger.version in (rejected, champion.version):
+            if challenger.version == rejected:
+                carry[REJECTED] = rejected
+            challenger = None
+    if strategy.kind == "blue_green" or challenger is None:
+        return [champ], {"live_version": champion.version, **carry}
     if strategy.mode == "shadow":
         return (
             [
                 champ,
                 challenger.model_copy(update={"name": "challenger", "traffic": 0, "shadow": True}),
             ],
-            {"mode": "shadow"},
+            {"mode": "shadow", **carry},
         )
     share = strategy.challenger_traffic
     return (
         [
-            champion.model_copy(update={"name": "champion", "traffic": 100 - share}),
-            challenger.model_copy(update={"name": "challenger", "traffic": share}),
+            champion.model_copy(update={"name": "champion", "traffic": 100 - share, "shadow": False}),
+            challenger.model_copy(update={"name": "challenger", "traffic": share, "shadow": False}),
         ],
-        {"mode": "split"},
+        {"mode": "split", **carry},
     )
 
 

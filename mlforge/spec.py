@@ -231,15 +231,59 @@ class ModelSpec(_Model):
 # --- deployments and monitoring -------------------------------------------------------------
 
 
+class PromotionCriteria(_Model):
+    """When the canary sensor promotes a challenger (champion-challenger) from its logged scores.
+
+    Scores carry no labels at serving time, so the criteria compare the challenger with the
+    champion on the same traffic: enough requests, per-request agreement (shadow mode, where both
+    scored the same rows) or distribution shift (split mode), and the live bounds of the strategy.
+    """
+
+    enabled: bool = Field(True, description="Promote automatically when every criterion holds.")
+    min_requests: int = Field(500, ge=1, description="Challenger rows logged before any decision.")
+    min_agreement: float = Field(
+        0.9, ge=0, le=1, description="Shadow: share of rows where both scores differ by ≤ tolerance."
+    )
+    agreement_tolerance: float = Field(0.1, ge=0, le=1, description="Score difference that still agrees.")
+    max_mean_shift: float = Field(
+        0.05, ge=0, le=1, description="|mean challenger score − mean champion score| allowed."
+    )
+
+
 class StrategySpec(_Model):
-    """How a new champion reaches traffic."""
+    """How a new champion reaches traffic, and the live bounds that keep it there."""
 
     kind: Literal["blue_green", "canary", "champion_challenger"] = "blue_green"
     steps: list[Annotated[int, Field(gt=0, le=100)]] = Field(
-        default_factory=lambda: [5, 25, 50, 100], description="Canary traffic steps in percent."
+        default_factory=lambda: [5, 25, 50, 100],
+        min_length=1,
+        description="Canary traffic steps in percent, increasing, ending at 100.",
     )
     mode: Literal["split", "shadow"] = "split"
     challenger_traffic: int = Field(10, ge=0, le=100)
+    evaluation_minutes: float = Field(
+        10.0, gt=0, description="Canary: how long a step serves before the sensor may advance it."
+    )
+    min_requests: int = Field(
+        100, ge=1, description="Canary rows a step must log before it is judged (advance or roll back)."
+    )
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="Canary: share of rows that failed.")
+    max_latency_p99_ms: float = Field(50.0, gt=0, description="Canary: p99 request latency of its rows.")
+    max_score_shift: float = Field(
+        0.1, ge=0, le=1, description="Canary: |mean canary score − mean stable score| allowed."
+    )
+    max_score_psi: float | None = Field(
+        None, ge=0, description="Canary: population stability index of its scores vs stable (off: null)."
+    )
+    promotion_criteria: PromotionCriteria = PromotionCriteria()
+
+    @model_validator(mode="after")
+    def _steps_increase(self) -> StrategySpec:
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(f"steps must increase strictly, got {self.steps}")
+        if self.kind == "canary" and self.steps and self.steps[-1] != 100:
+            raise ValueError(f"canary steps must end at 100, got {self.steps}")
+        return self
 
 
 class DeploymentSpec(_Model):

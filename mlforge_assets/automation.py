@@ -1,14 +1,20 @@
-"""Jobs, schedules and sensors: the daily refresh, the weekly retrain, drift → retrain."""
+"""Jobs, schedules and sensors: the daily refresh, the weekly retrain, drift → retrain, canary steps."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from mlforge.canary import decide
+from mlforge.deployment import DeploymentConflictError, read_manifest, write_manifest
+from mlforge.prediction_log import days_between, read_prediction_logs
 from mlforge.project import Project
+from mlforge.spec import DeploymentSpec
 from mlforge_assets.common import asset_key
+from mlforge_resources import StorageResource
 
 DRIFT_TRIGGER_TAG = "mlforge/trigger"
 
@@ -110,6 +116,72 @@ def drift_sensor(project: Project, model: str, job: Any) -> dg.SensorDefinition:
                 )
             ],
             cursor=cursor,
+        )
+
+    return _sensor
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canary_sensor(
+    project: Project, dep: DeploymentSpec, clock: Callable[[], datetime] = _utcnow
+) -> dg.SensorDefinition:
+    """Advances, promotes or rolls back `dep.endpoint`'s rollout from its live prediction log.
+
+    Each tick reads the current manifest and the prediction-log rows served under its revision,
+    asks :func:`mlforge.canary.decide`, and writes the manifest of an advance / promotion /
+    rollback / rejection as the next revision (refused if the manifest changed meanwhile). Every
+    step is recorded three times: in the manifest (``state.status``, ``state.reason``; the
+    history keeps every revision), as an observation of the deployment asset with the decision's
+    metrics, and in the sensor's log. The cursor is the last revision the sensor wrote.
+    """
+    endpoint = dep.endpoint
+    strategy = dep.strategy
+    deployment = asset_key(project, "deployments", endpoint)
+
+    @dg.sensor(
+        name=f"{project.spec.project}_{endpoint.replace('-', '_')}_canary",
+        minimum_interval_seconds=30,
+        description=(
+            f"Advances `{endpoint}`'s {strategy.kind} rollout on live metrics from the prediction log "
+            f"(steps {strategy.steps}, {strategy.evaluation_minutes:g} min per step), or rolls it back."
+        ),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+        store = storage.get()
+        manifest = read_manifest(store, endpoint)
+        if manifest is None:
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"{endpoint} has no manifest yet"))
+        now = clock()
+        created = datetime.fromisoformat(manifest.created_at)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        frame = read_prediction_logs(store, endpoint, days_between(min(created, now), now), since=created)
+        decision = decide(manifest, strategy, frame, now)
+        context.log.info(f"{endpoint} revision {manifest.revision}: {decision.action}: {decision.reason}")
+        if decision.manifest is None:
+            return dg.SensorResult(skip_reason=dg.SkipReason(decision.reason))
+        try:
+            written = write_manifest(store, decision.manifest, expected_revision=manifest.revision)
+        except DeploymentConflictError as exc:
+            return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+        metadata: dict[str, Any] = {
+            **decision.tags(),
+            "mlforge/canary_new_revision": str(written.revision),
+        }
+        for name, st in decision.stats.items():
+            metadata[f"{name}_rows"] = st.rows
+            metadata[f"{name}_error_rate"] = round(st.error_rate, 6)
+            if st.latency_p99_ms is not None:
+                metadata[f"{name}_latency_p99_ms"] = round(st.latency_p99_ms, 3)
+            if st.mean_score is not None:
+                metadata[f"{name}_mean_score"] = round(st.mean_score, 6)
+        context.log.info(f"{endpoint}: wrote revision {written.revision} ({decision.action})")
+        return dg.SensorResult(
+            cursor=str(written.revision),
+            asset_events=[dg.AssetObservation(asset_key=deployment, metadata=metadata)],
         )
 
     return _sensor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlforge.project import Project
-from mlforge_assets.automation import day_schedule, drift_sensor, refresh_job, retrain_job
+from mlforge_assets.automation import canary_sensor, day_schedule, drift_sensor, refresh_job, retrain_job
 from mlforge_assets.datasets import raw_asset
 from mlforge_assets.deployments import deployment_asset
 from mlforge_assets.features import feature_asset, online_asset
@@ -59,6 +59,11 @@ def build_definitions(project: Project) -> dg.Definitions:
         for m in spec.models
     ]
     sensors = [drift_sensor(project, mon.model, retrains[mon.model]) for mon in spec.monitoring]
+    sensors += [
+        canary_sensor(project, dep)
+        for dep in spec.deployments
+        if dep.strategy.kind in ("canary", "champion_challenger")
+    ]
     executor = (
         dg.in_process_executor if spec.infrastructure.executor == "in_process" else dg.multiprocess_executor
     )
