@@ -10,32 +10,18 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
-import yaml
+from projects import CUTOFF, END, HORIZON, START, compact_spec, write_spec
 
 from mlforge.lifecycle import read_trained
 from mlforge.project import Project
 from mlforge_assets.runner import Runner
 
-START, END, CUTOFF = date(1997, 1, 1), date(1997, 9, 30), date(1997, 8, 31)
-HORIZON = 30
-
 
 def _write_project(folder: Path, repo_root: Path, rows: list[str]) -> Path:
-    """A compact copy of the example spec over Jan–Sep 1997 reading `rows` as its source."""
-    spec = yaml.safe_load((repo_root / "mlforge.yaml").read_text())
-    spec["partitions"] = {"start": START.isoformat(), "end": END.isoformat(), "cadence": "daily"}
-    spec["feature_views"][0]["lookback_days"] = 120
-    m = spec["models"][0]
-    m["label"]["horizon_days"] = HORIZON
-    m["training"] = {"window_days": 63, "snapshot_step_days": 7, "min_train_snapshots": 4, "seed": 7}
-    m["params"]["n_estimators"] = 60
-    m["gate"]["min"] = 0.5
-    folder.mkdir(parents=True)
-    (folder / "data").mkdir()
+    """The compact example project (Jan–Sep 1997) reading `rows` as its source."""
+    (folder / "data").mkdir(parents=True)
     (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
-    spec["datasets"][0]["source"]["path"] = "data/tx.txt"
-    (folder / "mlforge.yaml").write_text(yaml.safe_dump(spec))
-    return folder / "mlforge.yaml"
+    return write_spec(folder, compact_spec(repo_root, "data/tx.txt"))
 
 
 def _train(spec_path: Path) -> str:

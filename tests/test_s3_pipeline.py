@@ -14,14 +14,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from fastapi.testclient import TestClient
+from projects import CUTOFF, START, compact_spec, write_spec
 
 from mlforge.deployment import read_manifest
 from mlforge.errors import MLForgeError, StoreUnavailableError
@@ -36,7 +35,6 @@ from serving.app import create_app
 
 pytestmark = pytest.mark.integration
 
-START, END, CUTOFF, HORIZON = date(1997, 1, 1), date(1997, 9, 30), date(1997, 8, 31), 30
 ENDPOINT = "churn-api"
 STAGES = ("raw", "features", "labels", "models", "deployments", "monitoring", "predictions")
 # Variables that would point the project (or boto3/MLflow) somewhere else than this test says.
@@ -56,19 +54,9 @@ FOREIGN_ENV = (
 
 
 def _write_compact_spec(folder: Path, repo_root: Path) -> Path:
-    """A compact copy of the example spec over Jan–Sep 1997 (see test_leakage._write_project)."""
-    spec = yaml.safe_load((repo_root / "mlforge.yaml").read_text())
-    spec["partitions"] = {"start": START.isoformat(), "end": END.isoformat(), "cadence": "daily"}
-    spec["feature_views"][0]["lookback_days"] = 120
-    m = spec["models"][0]
-    m["label"]["horizon_days"] = HORIZON
-    m["training"] = {"window_days": 63, "snapshot_step_days": 7, "min_train_snapshots": 4, "seed": 7}
-    m["params"]["n_estimators"] = 60
-    m["gate"]["min"] = 0.5
-    spec["datasets"][0]["source"]["path"] = str(repo_root / "data" / "cdnow" / "CDNOW_master.txt")
-    folder.mkdir(parents=True)
-    (folder / "mlforge.yaml").write_text(yaml.safe_dump(spec))
-    return folder / "mlforge.yaml"
+    """The compact example project reading the bundled CDNOW file."""
+    source = str(repo_root / "data" / "cdnow" / "CDNOW_master.txt")
+    return write_spec(folder, compact_spec(repo_root, source))
 
 
 @dataclass

@@ -1,0 +1,33 @@
+"""Small example projects for tests that need the whole graph but not the whole history."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+START, END, CUTOFF = date(1997, 1, 1), date(1997, 9, 30), date(1997, 8, 31)
+HORIZON = 30
+
+
+def compact_spec(repo_root: Path, source_path: str) -> dict[str, Any]:
+    """The example spec over Jan–Sep 1997 with short windows (a full graph runs in ~30 s)."""
+    spec = yaml.safe_load((repo_root / "mlforge.yaml").read_text())
+    spec["partitions"] = {"start": START.isoformat(), "end": END.isoformat(), "cadence": "daily"}
+    spec["feature_views"][0]["lookback_days"] = 120
+    m = spec["models"][0]
+    m["label"]["horizon_days"] = HORIZON
+    m["training"] = {"window_days": 63, "snapshot_step_days": 7, "min_train_snapshots": 4, "seed": 7}
+    m["params"]["n_estimators"] = 60
+    m["gate"]["min"] = 0.5
+    spec["datasets"][0]["source"]["path"] = source_path
+    return spec
+
+
+def write_spec(folder: Path, spec: dict[str, Any]) -> Path:
+    """Write `spec` as folder/mlforge.yaml and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mlforge.yaml").write_text(yaml.safe_dump(spec))
+    return folder / "mlforge.yaml"
