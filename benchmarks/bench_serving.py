@@ -38,6 +38,7 @@ import gc
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -252,6 +253,58 @@ def load(
     )
 
 
+_WRK_LUA = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, bodies[(i %% #bodies) + 1])
+end
+"""
+
+
+def _ms(text: str) -> float:
+    """wrk's '1.23ms' / '850.00us' / '1.02s' as milliseconds."""
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s)", text.strip())
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def load_wrk(
+    server: str, workers: int, url: str, bodies: list[bytes], args: argparse.Namespace, proc: Proc
+) -> LoadResult:
+    """The same bounded load from wrk (C, one thread), so the client does not saturate a core."""
+    import tempfile
+
+    lua = _WRK_LUA % ", ".join(json.dumps(b.decode()) for b in bodies[:2000])
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(lua)
+        script = fh.name
+    cpu0 = proc.cpu_seconds()
+    cmd = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{int(args.duration)}s", "-s", script, "--latency", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 30, check=True).stdout
+    server_cpu = proc.cpu_seconds() - cpu0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    seconds = float(re.search(r"requests in ([0-9.]+)s", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failures = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return LoadResult(
+        server,
+        workers,
+        total,
+        failures,
+        round(seconds, 2),
+        round(total / seconds, 1),
+        round(p50, 3),
+        round(p99, 3),
+        server_cpu_ms_per_request=round(server_cpu / max(total, 1) * 1000, 3),
+    )
+
+
 def server_p99(base: str) -> float | None:
     """Upper bound of the p99 the server measured itself: the first histogram bucket holding 99 %."""
     import re
@@ -303,6 +356,7 @@ def main() -> None:
     ap.add_argument("--sequential", type=int, default=2000, help="sequential requests per server")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-mlflow", action="store_true")
+    ap.add_argument("--client", choices=["httpx", "wrk"], default="httpx", help="load generator")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
 
@@ -401,7 +455,10 @@ def main() -> None:
                 proc, url = start(workers)
                 try:
                     warm(url, bodies)
-                    lr = load(name, workers, url, bodies, args, proc)
+                    if args.client == "wrk":
+                        lr = load_wrk(name, workers, url, bodies, args, proc)
+                    else:
+                        lr = load(name, workers, url, bodies, args, proc)
                     if name == "mlforge":
                         lr.server_p99_ms_at_most = server_p99(url.split("/predict/")[0])
                     sr = sequential(name, workers, url, bodies, args.sequential)
