@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from gen_transactions import generate  # noqa: E402
+from legacy_features import legacy_snapshot  # noqa: E402
 
 from mlforge.features import EVENT_TS, compute_snapshot, feature_names, iter_snapshots  # noqa: E402
 from mlforge.spec import FeatureViewSpec, load_spec  # noqa: E402
@@ -126,29 +127,8 @@ def duckdb_connect(df: pl.DataFrame):  # type: ignore[no-untyped-def]
 
 
 def legacy_compute_snapshot(view: FeatureViewSpec, events: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """compute_snapshot as it was before the range kernel (git 5beca36): filter + hash group-by."""
-    from mlforge.features import _FILL_ZERO, _agg, _plan
-
-    start = as_of - timedelta(days=view.lookback_days - 1)
-    win = events.filter(pl.col(DAY).is_between(start, as_of))
-    exprs: list[pl.Expr] = []
-    for name, col, fn, n in _plan(view):
-        if fn == "recency_last":
-            exprs.append((pl.lit(as_of) - pl.col(DAY).max()).dt.total_days().cast(pl.Float32).alias(name))
-        elif fn == "recency_first":
-            exprs.append((pl.lit(as_of) - pl.col(DAY).min()).dt.total_days().cast(pl.Float32).alias(name))
-        elif n is None:
-            exprs.append(_agg(col, fn, name))
-        else:
-            exprs.append(_agg(col, fn, name, where=pl.col(DAY) > (as_of - timedelta(days=n))))
-    names = feature_names(view)
-    snap = win.group_by(KEY).agg(exprs)
-    fills = [pl.col(n).fill_null(0.0) for n, _, fn, _ in _plan(view) if fn in _FILL_ZERO]
-    return (
-        snap.with_columns(*fills, pl.lit(end_of(as_of)).cast(pl.Datetime("us")).alias(EVENT_TS))
-        .select(KEY, EVENT_TS, *names)
-        .sort(KEY)
-    )
+    """compute_snapshot as it was before the range kernel (git 5beca36)."""
+    return legacy_snapshot(view, events, as_of, KEY, DAY)
 
 
 class Task:

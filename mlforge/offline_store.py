@@ -1,19 +1,18 @@
 """Offline store: feature snapshots as day-partitioned parquet under the storage root.
 
-`get_historical_features` is the point-in-time join Feast users know: for each (entity, event
-timestamp) row it takes the latest snapshot at or before that time and within the view's TTL —
-never one from after it.
+`point_in_time_join` is the join behind `FeatureStore.get_historical_features` and every training
+set: for each (entity, event timestamp) row it takes the latest snapshot at or before that time
+and within the view's TTL — never one from after it.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import polars as pl
 
 from mlforge.errors import DataError
-from mlforge.features import EVENT_TS, service_features
-from mlforge.spec import FeatureViewSpec, ProjectSpec
+from mlforge.features import EVENT_TS
 from mlforge.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.timeline import key
 
@@ -102,35 +101,3 @@ def point_in_time_join(
         pl.col("__row").cast(pl.UInt32), *[pl.col(c).cast(features.schema[c]) for c in columns]
     )
     return left.drop("__entity_ts").join(matched, on="__row", how="left").sort("__row").drop("__row")
-
-
-def get_historical_features(
-    storage: Storage, spec: ProjectSpec, entity_df: pl.DataFrame, service: str
-) -> pl.DataFrame:
-    """Point-in-time correct features of a feature service for (entity, event_timestamp) rows."""
-    out = entity_df
-    by_view: dict[str, list[str]] = {}
-    for view, feat in service_features(spec, service):
-        by_view.setdefault(view, []).append(feat)
-    for view_name, feats in by_view.items():
-        fv = spec.feature_view(view_name)
-        join_key = spec.entity(fv.entity).join_key
-        days = _days_needed(storage, fv, out)
-        snaps = read_snapshots(storage, view_name, days)
-        out = point_in_time_join(out, snaps, join_key, timedelta(days=fv.ttl_days), feats)
-    return out
-
-
-def _days_needed(storage: Storage, view: FeatureViewSpec, entity_df: pl.DataFrame) -> list[date]:
-    """Stored snapshot days that can answer the entity rows (within TTL of their timestamps)."""
-    ts = entity_df[EVENT_TS].cast(pl.Datetime("us"))
-    lo: datetime = ts.min()  # type: ignore[assignment]
-    hi: datetime = ts.max()  # type: ignore[assignment]
-    first = (lo - timedelta(days=view.ttl_days)).date()
-    stored = []
-    for k in storage.list(f"features/{view.name}/"):
-        if k.endswith("/_meta.json"):
-            d = date.fromisoformat(k.split("date=")[1].split("/")[0])
-            if first <= d and datetime(d.year, d.month, d.day) + timedelta(days=1) <= hi:
-                stored.append(d)
-    return sorted(stored)

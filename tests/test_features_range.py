@@ -17,49 +17,24 @@ from polars.testing import assert_frame_equal
 
 from mlforge.datasets import read_source
 from mlforge.features import (
-    _FILL_ZERO,
-    EVENT_TS,
-    _agg,
     _plan,
     _Runs,
     compute_snapshot,
     compute_snapshots,
-    feature_names,
     iter_snapshots,
 )
 from mlforge.spec import FeatureViewSpec, load_spec
-from mlforge.timeline import end_of
 
 REPO = Path(__file__).resolve().parents[1]
 KEY, DAY = "customer_id", "date"
 
 
 def reference_snapshot(view: FeatureViewSpec, events: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    """The per-day implementation the range kernel replaced, kept verbatim as the oracle."""
-    start = as_of - timedelta(days=view.lookback_days - 1)
-    win = events.filter(pl.col(DAY).is_between(start, as_of))
-    exprs: list[pl.Expr] = []
-    for name, col, fn, n in _plan(view):
-        if fn == "recency_last":
-            exprs.append((pl.lit(as_of) - pl.col(DAY).max()).dt.total_days().cast(pl.Float32).alias(name))
-        elif fn == "recency_first":
-            exprs.append((pl.lit(as_of) - pl.col(DAY).min()).dt.total_days().cast(pl.Float32).alias(name))
-        elif n is None:
-            exprs.append(_agg(col, fn, name))
-        else:
-            exprs.append(_agg(col, fn, name, where=pl.col(DAY) > (as_of - timedelta(days=n))))
-    names = feature_names(view)
-    snap = (
-        win.group_by(KEY).agg(exprs)
-        if win.height
-        else pl.DataFrame(schema={KEY: events.schema[KEY], **{n: pl.Float32 for n in names}})
-    )
-    fills = [pl.col(n).fill_null(0.0) for n, _, fn, _ in _plan(view) if fn in _FILL_ZERO]
-    return (
-        snap.with_columns(*fills, pl.lit(end_of(as_of)).cast(pl.Datetime("us")).alias(EVENT_TS))
-        .select(KEY, EVENT_TS, *names)
-        .sort(KEY)
-    )
+    """The per-day implementation the range kernel replaced, kept as the oracle."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from legacy_features import legacy_snapshot
+
+    return legacy_snapshot(view, events, as_of, KEY, DAY)
 
 
 def check_range(view: FeatureViewSpec, events: pl.DataFrame, days: list[date]) -> int:
