@@ -8,7 +8,9 @@ versions they read, and DVC (when enabled) versions the same bytes.
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,7 +20,7 @@ import polars as pl
 
 from mlforge.errors import DataError
 from mlforge.spec import ColumnSpec, DatasetSpec
-from mlforge.storage import Storage, read_json, read_parquet, write_json, write_parquet
+from mlforge.storage import Storage, parquet_bytes, read_json, read_parquet, write_json
 from mlforge.timeline import key
 
 _POLARS_TYPES: dict[str, Any] = {
@@ -147,32 +149,50 @@ class StoredPartition:
     day: date
     rows: int
     sha256: str
+    dvc_md5: str | None = None
 
 
 def store_days(
-    storage: Storage, ds: DatasetSpec, frame: pl.DataFrame, days: list[date]
+    storage: Storage,
+    ds: DatasetSpec,
+    frame: pl.DataFrame,
+    days: list[date],
+    version: Callable[[dict[str, bytes]], dict[str, str]] | None = None,
 ) -> list[StoredPartition]:
-    """Write one parquet (+ sidecar) per day in `days`, an empty one for a day with no rows."""
+    """Write one parquet + sidecar per day in `days` (an empty parquet for a day with no rows).
+
+    `version`, when given, receives {day key: the exact parquet bytes written} once for the whole
+    range (DVC versions them in one batch) and returns {day key: md5}; the md5s go into the
+    sidecars. Sidecars are written even if `version` raises, so each one always describes the
+    parquet beside it; the error then propagates.
+    """
     tagged = frame.with_columns(day_column(ds).alias("__day")).filter(pl.col("__day").is_in(days))
     by_day: dict[date, pl.DataFrame] = {}
     for (d,), g in tagged.group_by("__day", maintain_order=True):
         by_day[d] = g.drop("__day")
     empty = frame.clear()
-    out = []
+    written: dict[str, tuple[pl.DataFrame, bytes, str]] = {}
     for d in days:
         part = by_day.get(d, empty).sort(list(frame.columns))
-        digest = write_parquet(storage, partition_key(ds.name, d), part)
-        write_json(
-            storage,
-            meta_key(ds.name, d),
-            {
+        data = parquet_bytes(part)
+        storage.write_bytes(partition_key(ds.name, d), data)
+        written[key(d)] = (part, data, hashlib.sha256(data).hexdigest())
+    md5s: dict[str, str] = {}
+    try:
+        if version is not None:
+            md5s = version({k: data for k, (_, data, _) in written.items()})
+    finally:
+        for d in days:
+            part, _, digest = written[key(d)]
+            meta: dict[str, object] = {
                 "rows": part.height,
                 "sha256": digest,
                 "schema": {c: str(t) for c, t in part.schema.items()},
-            },
-        )
-        out.append(StoredPartition(d, part.height, digest))
-    return out
+            }
+            if key(d) in md5s:
+                meta["dvc_md5"] = md5s[key(d)]
+            write_json(storage, meta_key(ds.name, d), meta)
+    return [StoredPartition(d, written[key(d)][0].height, written[key(d)][2], md5s.get(key(d))) for d in days]
 
 
 def missing_days(storage: Storage, dataset: str, days: list[date]) -> list[str]:

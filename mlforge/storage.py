@@ -327,11 +327,16 @@ def open_storage(
 # --- typed helpers on top of bytes ---------------------------------------------------------
 
 
-def write_parquet(storage: Storage, key: str, df: pl.DataFrame) -> str:
-    """Write `df` as parquet at `key`; return the sha256 of the bytes written (the data version)."""
+def parquet_bytes(df: pl.DataFrame) -> bytes:
+    """`df` encoded as parquet the way every store writes it (zstd, statistics)."""
     buf = io.BytesIO()
     df.write_parquet(buf, compression="zstd", statistics=True)
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def write_parquet(storage: Storage, key: str, df: pl.DataFrame) -> str:
+    """Write `df` as parquet at `key`; return the sha256 of the bytes written (the data version)."""
+    data = parquet_bytes(df)
     storage.write_bytes(key, data)
     return hashlib.sha256(data).hexdigest()
 

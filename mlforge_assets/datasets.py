@@ -8,46 +8,16 @@ md5 as the Dagster data version.
 
 from __future__ import annotations
 
-import json
+import time
 from datetime import date
 
 import dagster as dg
 
 from mlforge import checks as core_checks
-from mlforge.datasets import read_source, store_days
+from mlforge.datasets import StoredPartition, read_source, store_days
 from mlforge.project import Project
 from mlforge.spec import DatasetSpec
-from mlforge.storage import Storage, write_json
 from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
-
-
-class _Capture:
-    """Storage that passes parquet writes through and keeps their bytes, and holds sidecars back.
-
-    The raw stage hands the exact bytes it stored to DVC without reading them back, and writes each
-    sidecar once, after DVC has recorded its md5.
-    """
-
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
-        self.root = storage.root
-        self.parquet: dict[str, bytes] = {}
-        self.sidecars: dict[str, dict[str, object]] = {}
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        if key.endswith("/_meta.json"):
-            self.sidecars[key] = json.loads(data)
-            return
-        self._storage.write_bytes(key, data)
-        if key.endswith("/data.parquet"):
-            self.parquet[key] = data
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._storage, name)
-
-
-def _day_of(k: str) -> str:
-    return k.split("date=", 1)[1].split("/", 1)[0]
 
 
 def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
@@ -57,16 +27,12 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
         from mlforge.versioning import versioning_enabled
 
         frame = read_source(ds, project.source_path(ds.source.path), project.settings.storage_endpoint_url)
-        versioned = versioning_enabled()
-        target = _Capture(stage.storage) if versioned else stage.storage
-        stored = store_days(target, ds, frame, days)  # type: ignore[arg-type]
+        dvc = _DvcBatch(project, ds) if versioning_enabled() else None
+        stored = store_days(stage.storage, ds, frame, days, dvc.snapshot if dvc else None)
         window = frame.filter(frame[ds.timestamp.column].is_between(days[0], days[-1]))
         rows = sum(p.rows for p in stored)
-        dvc_meta: dict[str, object] = {}
-        data_version = stored[-1].sha256
-        if isinstance(target, _Capture):
-            dvc_meta = _version(project, stage.storage, ds, target)
-            data_version = str(dvc_meta["dvc_md5"])
+        dvc_meta = dvc.push(stored[-1]) if dvc else {}
+        data_version = stored[-1].dvc_md5 or stored[-1].sha256
         return StageResult(
             metadata={
                 "dagster/row_count": rows,
@@ -102,32 +68,31 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
     )
 
 
-def _version(project: Project, storage: Storage, ds: DatasetSpec, captured: _Capture) -> dict[str, object]:
-    """Record the stored days in DVC (one `dvc add`), write the sidecars with their md5, push."""
-    import time
+class _DvcBatch:
+    """Versions one run's stored days in DVC: one `dvc add` for the range, then one push."""
 
-    from mlforge.versioning import DatasetVersions
+    def __init__(self, project: Project, ds: DatasetSpec) -> None:
+        from mlforge.versioning import DatasetVersions
 
-    versions = DatasetVersions.for_project(project)
-    parts = {_day_of(k): data for k, data in captured.parquet.items()}
-    md5s: dict[str, str] = {}
-    snap = None
-    try:
-        snap = versions.snapshot_many(ds.name, parts)
-        md5s = snap.days
-    finally:
-        # Sidecars are written even when DVC failed (without an md5), so that the sidecar always
-        # describes the parquet beside it; the run still fails with DVC's error.
-        for k, meta in captured.sidecars.items():
-            md5 = md5s.get(_day_of(k))
-            write_json(storage, k, {**meta, "dvc_md5": md5} if md5 else meta)
-    t0 = time.perf_counter()
-    pushed = versions.push()
-    last = max(md5s)
-    return {
-        "dvc_md5": md5s[last],
-        "dvc_dataset_md5": snap.dataset_md5,
-        "dvc_remote": versions.remote,
-        "dvc_pushed_objects": pushed,
-        "dvc_seconds": round(snap.seconds + time.perf_counter() - t0, 2),
-    }
+        self.ds = ds
+        self.versions = DatasetVersions.for_project(project)
+        self.dataset_md5 = ""
+        self.seconds = 0.0
+
+    def snapshot(self, parts: dict[str, bytes]) -> dict[str, str]:
+        """{day: md5} of the exact bytes `store_days` wrote."""
+        snap = self.versions.snapshot_many(self.ds.name, parts)
+        self.dataset_md5, self.seconds = snap.dataset_md5, snap.seconds
+        return dict(snap.days)
+
+    def push(self, last: StoredPartition) -> dict[str, object]:
+        """Push to the remote; metadata for the UI."""
+        t0 = time.perf_counter()
+        pushed = self.versions.push()
+        return {
+            "dvc_md5": last.dvc_md5,
+            "dvc_dataset_md5": self.dataset_md5,
+            "dvc_remote": self.versions.remote,
+            "dvc_pushed_objects": pushed,
+            "dvc_seconds": round(self.seconds + time.perf_counter() - t0, 2),
+        }
