@@ -34,13 +34,9 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def _project(spec: Path | None, home: Path | None):  # type: ignore[no-untyped-def]
-    from mlforge.errors import MLForgeError
     from mlforge.project import Project
 
-    try:
-        return Project.load(spec, state_dir=home)
-    except MLForgeError as exc:
-        _fail(str(exc))
+    return Project.load(spec, state_dir=home)
 
 
 def _dagster_home(state_dir: Path) -> Path:
@@ -80,8 +76,6 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
     """
     from datetime import date
 
-    from mlforge.errors import MLForgeError
-
     project = _project(spec, home)
     t0 = time.perf_counter()
     print(f"MLForge quickstart — project '{project.spec.project}', state in {project.settings.state_dir}")
@@ -108,10 +102,7 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
 
         progress.i = 0  # type: ignore[attr-defined]
         print(f"materializing {sum(len(k) for _, k, _, _ in plan)} assets in {n} runs:")
-        try:
-            steps = runner.run_plan(plan, progress)
-        except MLForgeError as exc:
-            _fail(str(exc))
+        steps = runner.run_plan(plan, progress)
     _summary(project, steps, time.perf_counter() - t0)
 
 
@@ -211,14 +202,9 @@ def deploy_status(endpoint: str, spec: Spec = None, home: Home = None) -> None:
 def deploy_rollback(endpoint: str, spec: Spec = None, home: Home = None) -> None:
     """Make the previous manifest revision of an endpoint current again."""
     from mlforge.deployment import rollback
-    from mlforge.errors import MLForgeError
 
     project = _project(spec, home)
-    try:
-        m = rollback(project.storage, endpoint)
-    except MLForgeError as exc:
-        _fail(str(exc))
-        return
+    m = rollback(project.storage, endpoint)
     print(
         f"{endpoint}: rolled back; revision {m.revision} serves "
         + ", ".join(f"v{v.version} ({v.traffic}%)" for v in m.variants)
@@ -229,14 +215,9 @@ def deploy_rollback(endpoint: str, spec: Spec = None, home: Home = None) -> None
 def deploy_history(endpoint: str, spec: Spec = None, home: Home = None) -> None:
     """Every manifest revision of an endpoint: variants, traffic, and what decided each step."""
     from mlforge.deployment import history
-    from mlforge.errors import MLForgeError
 
     project = _project(spec, home)
-    try:
-        revisions = history(project.storage, endpoint)
-    except MLForgeError as exc:
-        _fail(str(exc))
-        return
+    revisions = history(project.storage, endpoint)
     if not revisions:
         _fail(f"endpoint {endpoint} has no deployment manifest yet")
     for m in revisions:
@@ -306,28 +287,24 @@ app.command(data_app)
 def data_list(spec: Spec = None, home: Home = None) -> None:
     """Datasets of the spec: days stored, rows, and the current DVC version."""
     from mlforge.datasets import meta_key
-    from mlforge.errors import MLForgeError
     from mlforge.storage import read_json
     from mlforge.versioning import DatasetVersions
 
     project = _project(spec, home)
     versions = DatasetVersions.for_project(project)
-    try:
-        dvc = {v.dataset: v for v in versions.list()}
-        print(f"{'dataset':<16} {'days':>5}  {'first..last':<22} {'rows':>9}  dvc version")
-        for ds in project.spec.datasets:
-            days = sorted(
-                k.split("date=", 1)[1][:10]
-                for k in project.storage.list(f"raw/{ds.name}/")
-                if k.endswith("/_meta.json")
-            )
-            rows = sum(int(read_json(project.storage, meta_key(ds.name, _day(d)))["rows"]) for d in days)
-            span = f"{days[0]}..{days[-1]}" if days else "-"
-            v = dvc.get(ds.name)
-            version = f"{v.md5} ({v.files} files, {v.size:,} bytes)" if v else "not versioned"
-            print(f"{ds.name:<16} {len(days):>5}  {span:<22} {rows:>9,}  {version}")
-    except MLForgeError as exc:
-        _fail(str(exc))
+    dvc = {v.dataset: v for v in versions.list()}
+    print(f"{'dataset':<16} {'days':>5}  {'first..last':<22} {'rows':>9}  dvc version")
+    for ds in project.spec.datasets:
+        days = sorted(
+            k.split("date=", 1)[1][:10]
+            for k in project.storage.list(f"raw/{ds.name}/")
+            if k.endswith("/_meta.json")
+        )
+        rows = sum(int(read_json(project.storage, meta_key(ds.name, _day(d)))["rows"]) for d in days)
+        span = f"{days[0]}..{days[-1]}" if days else "-"
+        v = dvc.get(ds.name)
+        version = f"{v.md5} ({v.files} files, {v.size:,} bytes)" if v else "not versioned"
+        print(f"{ds.name:<16} {len(days):>5}  {span:<22} {rows:>9,}  {version}")
     print(f"\nDVC repository {versions.root}, remote {versions.remote}")
 
 
@@ -353,20 +330,16 @@ def data_validate(dataset: str | None = None, spec: Spec = None, home: Home = No
     """
     from mlforge import checks
     from mlforge.datasets import read_source
-    from mlforge.errors import MLForgeError
 
     project = _project(spec, home)
     failed = False
-    try:
-        targets = [project.spec.dataset(dataset)] if dataset else project.spec.datasets
-        for ds in targets:
-            frame = read_source(ds, project.source_path(ds.source.path))
-            print(f"{ds.name}: {frame.height:,} rows from {ds.source.path}")
-            for outcome in (checks.not_null(frame, ds), checks.value_ranges(frame, ds)):
-                failed |= not outcome.passed
-                print(f"  {'ok    ' if outcome.passed else 'FAILED'} {outcome.name}: {outcome.description}")
-    except MLForgeError as exc:
-        _fail(str(exc))
+    targets = [project.spec.dataset(dataset)] if dataset else project.spec.datasets
+    for ds in targets:
+        frame = read_source(ds, project.source_path(ds.source.path))
+        print(f"{ds.name}: {frame.height:,} rows from {ds.source.path}")
+        for outcome in (checks.not_null(frame, ds), checks.value_ranges(frame, ds)):
+            failed |= not outcome.passed
+            print(f"  {'ok    ' if outcome.passed else 'FAILED'} {outcome.name}: {outcome.description}")
     if failed:
         raise SystemExit(1)
 
@@ -409,7 +382,6 @@ def data_register(
 
     from mlforge import checks
     from mlforge.datasets import read_source
-    from mlforge.errors import MLForgeError
 
     project = _project(spec, home)
     s = project.spec
@@ -420,14 +392,8 @@ def data_register(
     if entity is None or entity not in entities:
         _fail(f"unknown entity {entity!r} (known: {entities})")
         return
-    try:
-        ds = _infer_dataset(
-            project, name, path, format, timestamp_column, timestamp_format, entity, column or []
-        )
-        frame = read_source(ds, project.source_path(path))
-    except MLForgeError as exc:
-        _fail(str(exc))
-        return
+    ds = _infer_dataset(project, name, path, format, timestamp_column, timestamp_format, entity, column or [])
+    frame = read_source(ds, project.source_path(path))
     print(
         f"{path}: {frame.height:,} rows, columns "
         + ", ".join(f"{c} ({t.type})" for c, t in ds.columns.items())
@@ -578,72 +544,68 @@ def data_pull(
     import hashlib
     from datetime import date
 
-    from mlforge.errors import MLForgeError
     from mlforge.versioning import DatasetVersions, restore_model_data, trace_model_data
 
     project = _project(spec, home)
     versions = DatasetVersions.for_project(project)
-    try:
-        if model is not None:
-            if version is None or dataset is not None or day is not None or md5 is not None:
-                _fail("--model needs --version and takes no DATASET, --day or --md5")
-                return
-            from mlforge.tracking import Tracker
-
-            tracker = Tracker(project.settings.tracking_uri, project.settings.artifact_root)
-            tags = tracker.version(model, version).tags
-            if "mlforge.cutoff" not in tags:
-                _fail(f"model {model} version {version} has no mlforge.cutoff tag (not trained by MLForge)")
-            cutoff = date.fromisoformat(tags["mlforge.cutoff"])
-            trace = trace_model_data(project.storage, project.spec, model, cutoff, versions)
-            n = restore_model_data(trace, versions, out)
-            for name, parts in trace.items():
-                span = f"{min(parts)}..{max(parts)}"
-                print(f"{model} v{version} (cutoff {cutoff}) read raw/{name} {span}: {len(parts)} partitions")
-            print(f"restored {n} partition(s) into {out}, sha256 verified; trace in {out / 'trace.json'}")
+    if model is not None:
+        if version is None or dataset is not None or day is not None or md5 is not None:
+            _fail("--model needs --version and takes no DATASET, --day or --md5")
             return
-        if dataset is None:
-            _fail("name a DATASET or --model NAME --version N")
-            return
-        from mlforge.datasets import meta_key
-        from mlforge.storage import read_json
-        from mlforge.timeline import days_between
+        from mlforge.tracking import Tracker
 
-        ds = project.spec.dataset(dataset)
-        if day:
-            first, _, last = day.partition("..")
-            days = days_between(_day(first), _day(last or first))
-        else:
-            days = sorted(
-                _day(k.split("date=", 1)[1][:10])
-                for k in project.storage.list(f"raw/{ds.name}/")
-                if k.endswith("/_meta.json")
-            )
-        if md5 and len(days) != 1:
-            _fail("--md5 restores one object: give a single --day")
-        wanted: dict[str, tuple[str, str | None]] = {}
-        for d in days:
-            if md5:
-                wanted[d.isoformat()] = (md5, None)
-                continue
-            k = meta_key(ds.name, d)
-            if not project.storage.exists(k):
-                _fail(f"raw/{ds.name} has no stored partition {d}")
-            side = read_json(project.storage, k)
-            if not side.get("dvc_md5"):
-                _fail(f"raw/{ds.name} {d} has no DVC version (materialized with MLFORGE_DVC=off)")
-            wanted[d.isoformat()] = (side["dvc_md5"], side["sha256"])
-        objects = versions.read_objects([m for m, _ in wanted.values()])
-        for d_key, (m, sha) in wanted.items():
-            data = objects[m]
-            if sha and hashlib.sha256(data).hexdigest() != sha:
-                _fail(f"restored raw/{ds.name} {d_key} does not match its recorded sha256")
-            target = out / "raw" / ds.name / f"date={d_key}" / "data.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        print(f"restored {len(wanted)} partition(s) of {ds.name} into {out}, verified")
-    except MLForgeError as exc:
-        _fail(str(exc))
+        tracker = Tracker(project.settings.tracking_uri, project.settings.artifact_root)
+        tags = tracker.version(model, version).tags
+        if "mlforge.cutoff" not in tags:
+            _fail(f"model {model} version {version} has no mlforge.cutoff tag (not trained by MLForge)")
+        cutoff = date.fromisoformat(tags["mlforge.cutoff"])
+        trace = trace_model_data(project.storage, project.spec, model, cutoff, versions)
+        n = restore_model_data(trace, versions, out)
+        for name, parts in trace.items():
+            span = f"{min(parts)}..{max(parts)}"
+            print(f"{model} v{version} (cutoff {cutoff}) read raw/{name} {span}: {len(parts)} partitions")
+        print(f"restored {n} partition(s) into {out}, sha256 verified; trace in {out / 'trace.json'}")
+        return
+    if dataset is None:
+        _fail("name a DATASET or --model NAME --version N")
+        return
+    from mlforge.datasets import meta_key
+    from mlforge.storage import read_json
+    from mlforge.timeline import days_between
+
+    ds = project.spec.dataset(dataset)
+    if day:
+        first, _, last = day.partition("..")
+        days = days_between(_day(first), _day(last or first))
+    else:
+        days = sorted(
+            _day(k.split("date=", 1)[1][:10])
+            for k in project.storage.list(f"raw/{ds.name}/")
+            if k.endswith("/_meta.json")
+        )
+    if md5 and len(days) != 1:
+        _fail("--md5 restores one object: give a single --day")
+    wanted: dict[str, tuple[str, str | None]] = {}
+    for d in days:
+        if md5:
+            wanted[d.isoformat()] = (md5, None)
+            continue
+        k = meta_key(ds.name, d)
+        if not project.storage.exists(k):
+            _fail(f"raw/{ds.name} has no stored partition {d}")
+        side = read_json(project.storage, k)
+        if not side.get("dvc_md5"):
+            _fail(f"raw/{ds.name} {d} has no DVC version (materialized with MLFORGE_DVC=off)")
+        wanted[d.isoformat()] = (side["dvc_md5"], side["sha256"])
+    objects = versions.read_objects([m for m, _ in wanted.values()])
+    for d_key, (m, sha) in wanted.items():
+        data = objects[m]
+        if sha and hashlib.sha256(data).hexdigest() != sha:
+            _fail(f"restored raw/{ds.name} {d_key} does not match its recorded sha256")
+        target = out / "raw" / ds.name / f"date={d_key}" / "data.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    print(f"restored {len(wanted)} partition(s) of {ds.name} into {out}, verified")
 
 
 def main() -> None:
@@ -656,7 +618,13 @@ def main() -> None:
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    app()
+    from mlforge.errors import MLForgeError
+
+    # Every command's own errors end here: one line naming what is wrong, exit code 2.
+    try:
+        app()
+    except MLForgeError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":
