@@ -320,6 +320,33 @@ class ScheduleSpec(_Model):
     enabled: bool = False
 
 
+class AlertsSpec(_Model):
+    """Where alerts go: the log always, a webhook when its URL is in the environment.
+
+    The URL is read from the variable named here (webhook URLs embed tokens), never from the spec.
+    """
+
+    webhook_url_env: str = Field(
+        "MLFORGE_ALERT_WEBHOOK_URL", description="Environment variable holding the webhook URL."
+    )
+    dagster_url: str = Field(
+        "http://localhost:3000", description="Base URL of the Dagster UI for links (MLFORGE_DAGSTER_URL)."
+    )
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+    on_run_failure: bool = Field(True, description="A run-failure sensor alerts on every failed run.")
+
+
+class ReplaySpec(_Model):
+    """A simulated clock for demos and tests: one daily refresh per tick, from `start` to `end`.
+
+    Production uses the daily schedule; the replay sensor exists only when this section is set.
+    """
+
+    start: date
+    end: date
+    interval_seconds: int = Field(10, ge=1, description="Seconds between sensor ticks.")
+
+
 # --- the project ----------------------------------------------------------------------------
 
 
@@ -340,6 +367,8 @@ class ProjectSpec(_Model):
     deployments: list[DeploymentSpec] = Field(default_factory=list)
     monitoring: list[MonitoringSpec] = Field(default_factory=list)
     schedules: ScheduleSpec = ScheduleSpec()
+    alerts: AlertsSpec = AlertsSpec()
+    replay: ReplaySpec | None = None
 
     # Cross-references are checked here so a typo fails with the field path that holds it.
     @model_validator(mode="after")
@@ -413,6 +442,13 @@ class ProjectSpec(_Model):
             if mon.model not in models:
                 problems.append(
                     f"monitoring[{i}].model: unknown model '{mon.model}' (known: {sorted(models)})"
+                )
+        if self.replay is not None:
+            r, p = self.replay, self.partitions
+            if not (p.start <= r.start <= r.end <= p.end):
+                problems.append(
+                    f"replay: start {r.start} and end {r.end} must lie within partitions "
+                    f"{p.start}..{p.end}, start first"
                 )
         if problems:
             raise ValueError("; ".join(problems))

@@ -13,13 +13,14 @@ from typing import Any
 
 import dagster as dg
 
+from mlforge.alerts import AlertBook
 from mlforge.checks import CheckOutcome
 from mlforge.errors import MLForgeError
 from mlforge.online_store import OnlineStore
 from mlforge.project import Project
 from mlforge.storage import Storage
 from mlforge.tracking import Tracker
-from mlforge_resources import MLflowResource, OnlineStoreResource, StorageResource
+from mlforge_resources import AlertsResource, MLflowResource, OnlineStoreResource, StorageResource
 
 
 def daily_partitions(project: Project) -> dg.DailyPartitionsDefinition:
@@ -85,9 +86,26 @@ class StageResult:
     data_version: str | None = None
 
 
-def check(name: str, description: str, **metadata: Any) -> tuple[str, str, dict[str, Any]]:
-    """Declare a blocking check: (name, description, metadata such as its threshold)."""
-    return name, description, metadata
+@dataclass(frozen=True)
+class CheckDecl:
+    """A check an asset declares: blocking ones guard a hand-over, alerting ones watch a live system."""
+
+    name: str
+    description: str
+    metadata: dict[str, Any]
+    blocking: bool = True
+    alert: bool = False
+
+
+def check(
+    name: str, description: str, *, blocking: bool = True, alert: bool = False, **metadata: Any
+) -> CheckDecl:
+    """Declare a check with metadata such as its threshold.
+
+    `blocking` checks stop downstream steps when they fail (severity ERROR); the others warn.
+    `alert` checks also open an alert on a breach and resolve it when the check passes again.
+    """
+    return CheckDecl(name, description, metadata, blocking, alert)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -104,14 +122,17 @@ def stage_asset(
     kinds: set[str],
     deps: Sequence[dg.AssetDep],
     run: Callable[[Stage, list[date]], StageResult],
-    checks: Sequence[tuple[str, str, dict[str, Any]]] = (),
+    checks: Sequence[CheckDecl] = (),
     automation_condition: dg.AutomationCondition | None = None,
 ) -> dg.AssetsDefinition:
     """A partitioned asset that runs `run` over its days and reports metadata and checks."""
     check_specs = [
-        dg.AssetCheckSpec(name, asset=key, description=desc, blocking=True, metadata=meta)
-        for name, desc, meta in checks
+        dg.AssetCheckSpec(
+            c.name, asset=key, description=c.description, blocking=c.blocking, metadata=c.metadata
+        )
+        for c in checks
     ]
+    declared = {c.name: c for c in checks}
     owners = [o for o in project.spec.owners if o.startswith("team:") or "@" in o]
 
     @dg.asset(
@@ -131,6 +152,7 @@ def stage_asset(
         storage: StorageResource,
         online_store: OnlineStoreResource,
         mlflow: MLflowResource,
+        alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         days = partition_days(context)
         stage = Stage(project, context, storage.get(), online_store, mlflow)
@@ -146,16 +168,56 @@ def stage_asset(
                 passed=c.passed,
                 description=c.description,
                 metadata={k: _md(v) for k, v in c.metadata.items()},
-                severity=dg.AssetCheckSeverity.ERROR,
+                severity=dg.AssetCheckSeverity.ERROR
+                if declared.get(c.name, _BLOCKING).blocking
+                else dg.AssetCheckSeverity.WARN,
             )
             for c in result.checks
         ]
+        alerting = [c for c in result.checks if declared.get(c.name, _BLOCKING).alert]
+        if alerting:
+            raise_alerts(stage, alerts, alerting, str(days[-1]), meta)
         version = dg.DataVersion(result.data_version) if result.data_version and len(days) == 1 else None
         return dg.MaterializeResult(
             metadata={k: _md(v) for k, v in meta.items()}, check_results=check_results, data_version=version
         )
 
     return _asset
+
+
+_BLOCKING = CheckDecl("", "", {})
+
+
+def raise_alerts(
+    stage: Stage,
+    alerts: AlertsResource,
+    outcomes: Sequence[CheckOutcome],
+    partition: str,
+    metadata: dict[str, Any],
+) -> None:
+    """Open or resolve one alert per alerting check (see :class:`mlforge.alerts.AlertBook`)."""
+    book = AlertBook(stage.storage, alerts.channel())
+    asset = stage.context.asset_key.to_user_string()
+    run_url = f"{alerts.dagster_url.rstrip('/')}/runs/{stage.context.run.run_id}"
+    links = {"run": run_url}
+    for name in ("report_html", "manifest"):
+        v = metadata.get(name)
+        if v is not None:
+            links[name] = str(getattr(v, "value", v))
+    for c in outcomes:
+        value, threshold = c.metadata.get("value"), c.metadata.get("threshold")
+        sent = book.observe(
+            f"{asset}:{c.name}",
+            breached=not c.passed,
+            summary=f"{asset} {c.name}: {c.description}",
+            value=float(value) if isinstance(value, int | float) else None,
+            threshold=float(threshold) if isinstance(threshold, int | float) else None,
+            partition=partition,
+            links=links,
+            details={k: v for k, v in c.metadata.items() if isinstance(v, str | int | float | bool)},
+        )
+        if sent is not None:
+            stage.context.log.warning(f"alert {sent.status}: {sent.summary}")
 
 
 def _md(v: Any) -> Any:

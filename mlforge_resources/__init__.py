@@ -12,12 +12,13 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from mlforge.alerts import AlertChannel
 from mlforge.online_store import OnlineStore, open_online_store
 from mlforge.project import Project
 from mlforge.storage import Storage, open_storage
 from mlforge.tracking import Tracker
 
-__all__ = ["MLflowResource", "OnlineStoreResource", "StorageResource", "resources_for"]
+__all__ = ["AlertsResource", "MLflowResource", "OnlineStoreResource", "StorageResource", "resources_for"]
 
 
 def _value(v: str | None) -> str | None:
@@ -91,6 +92,18 @@ class MLflowResource(_S3Keys):
         )
 
 
+class AlertsResource(dg.ConfigurableResource):
+    """Where alerts go: the log, and a webhook when its URL is set (wired as an EnvVar: it holds a token)."""
+
+    webhook_url: str | None = Field(None, description="Webhook receiving alert JSON (EnvVar).")
+    dagster_url: str = Field("http://localhost:3000", description="Dagster UI base URL for links.")
+    timeout_seconds: float = Field(5.0, description="Webhook timeout.")
+
+    def channel(self) -> AlertChannel:
+        """The core alert channel."""
+        return AlertChannel(_value(self.webhook_url), self.timeout_seconds)
+
+
 def _env_or(name: str, value: str) -> str | dg.EnvVar:
     """dg.EnvVar when the value came from that variable, so Dagster shows its name, never the value."""
     return dg.EnvVar(name) if os.environ.get(name) == value else value
@@ -109,6 +122,7 @@ def _s3_key_env_vars() -> dict[str, dg.EnvVar]:
 def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
     """The three resources of a project, from its spec and the environment."""
     s = project.settings
+    a = project.spec.alerts
     return {
         "storage": StorageResource(
             root=_env_or("MLFORGE_STORAGE_ROOT", s.storage_root),  # type: ignore[arg-type]
@@ -119,6 +133,11 @@ def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
         "online_store": OnlineStoreResource(
             url=_env_or("MLFORGE_ONLINE_STORE_URL", s.online_store_url),  # type: ignore[arg-type]
             key_prefix=s.online_key_prefix,
+        ),
+        "alerts": AlertsResource(
+            webhook_url=dg.EnvVar(a.webhook_url_env) if os.environ.get(a.webhook_url_env) else None,  # type: ignore[arg-type]
+            dagster_url=os.environ.get("MLFORGE_DAGSTER_URL") or a.dagster_url,
+            timeout_seconds=a.timeout_seconds,
         ),
         "mlflow": MLflowResource(
             tracking_uri=_env_or("MLFLOW_TRACKING_URI", s.tracking_uri),  # type: ignore[arg-type]
