@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlforge.errors import MLForgeError, SpecError
 
@@ -310,7 +310,20 @@ class MonitoringSpec(_Model):
 
     model: str
     drift: DriftSpec = DriftSpec()
-    alert_thresholds: dict[str, float] = Field(default_factory=dict)
+    alert_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Alerting bounds: auc, f1, precision, recall (minimums); latency_p99_ms, "
+        "error_rate, drift_share (maximums).",
+    )
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _known_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        known = {"auc", "f1", "precision", "recall", "latency_p99_ms", "error_rate", "drift_share"}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown alert threshold(s) {unknown} (known: {sorted(known)})")
+        return v
 
 
 class ScheduleSpec(_Model):
