@@ -12,6 +12,7 @@ from mlforge_assets.features import feature_asset, online_asset
 from mlforge_assets.labels import label_asset
 from mlforge_assets.models import registered_asset, trained_asset
 from mlforge_assets.monitoring import drift_asset
+from mlforge_assets.performance import performance_asset
 from mlforge_assets.predictions import predictions_asset
 from mlforge_resources import resources_for
 
@@ -28,6 +29,7 @@ def build_assets(project: Project) -> list[dg.AssetsDefinition]:
             trained_asset(project, model),
             registered_asset(project, model),
             drift_asset(project, model),
+            performance_asset(project, model),
             predictions_asset(project, model),
         ]
     assets += [deployment_asset(project, dep) for dep in spec.deployments]

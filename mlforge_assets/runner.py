@@ -113,6 +113,10 @@ class Runner:
         per_cutoff += [self.key("deployments", d.endpoint) for d in spec.deployments]
         for m in spec.models:
             per_cutoff += [self.key("monitoring", m.name, "drift"), self.key("predictions", m.name)]
+            # live performance needs the labels of the predicted day: only for a cutoff a horizon
+            # or more before the end of the history (not for the default cutoff, the last day)
+            if cutoff.toordinal() <= end.toordinal() - m.label.horizon_days:
+                per_cutoff.append(self.key("monitoring", m.name, "performance"))
         steps.append(
             ("online store, training, registry, deployment, drift, predictions", per_cutoff, cutoff, cutoff)
         )
