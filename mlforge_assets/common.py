@@ -69,12 +69,17 @@ class Stage:
 
     def lineage_tags(self, partition: str) -> dict[str, str]:
         """Tags tying an MLflow run or model version to the Dagster run that made it."""
-        return {
+        tags = {
             "mlforge.project": self.project.spec.project,
             "dagster.run_id": self.context.run.run_id,
             "dagster.asset_key": self.context.asset_key.to_user_string(),
             "dagster.partition": partition,
         }
+        # What triggered the run (e.g. the drift report behind a retrain) follows it into MLflow.
+        for k, v in self.context.run.tags.items():
+            if k.startswith("mlforge/"):
+                tags["mlforge." + k.removeprefix("mlforge/")] = v
+        return tags
 
 
 @dataclass

@@ -5,7 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from mlforge.project import Project
-from mlforge_assets.automation import canary_sensor, day_schedule, drift_sensor, refresh_job, retrain_job
+from mlforge_assets.automation import (
+    alert_on_run_failure,
+    canary_sensor,
+    day_schedule,
+    drift_sensor,
+    refresh_job,
+    replay_sensor,
+    retrain_job,
+    sensor_interval,
+)
 from mlforge_assets.datasets import raw_asset
 from mlforge_assets.deployments import deployment_asset
 from mlforge_assets.features import feature_asset, online_asset
@@ -66,6 +75,20 @@ def build_definitions(project: Project) -> dg.Definitions:
         for dep in spec.deployments
         if dep.strategy.kind in ("canary", "champion_challenger")
     ]
+    if spec.alerts.on_run_failure:
+        sensors.append(alert_on_run_failure(project))
+    sensors.append(
+        dg.AutomationConditionSensorDefinition(
+            f"{spec.project}_automation",
+            target=dg.AssetSelection.all(),
+            minimum_interval_seconds=sensor_interval(project),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Declarative automation: labels when they mature, performance after labels, "
+            "predictions after a new registration.",
+        )
+    )
+    if spec.replay is not None:
+        sensors.append(replay_sensor(project, refresh))
     executor = (
         dg.in_process_executor if spec.infrastructure.executor == "in_process" else dg.multiprocess_executor
     )

@@ -16,6 +16,7 @@ from mlforge.spec import ModelSpec
 from mlforge.storage import write_json, write_parquet
 from mlforge.timeline import days_between, label_window
 from mlforge_assets.common import Stage, StageResult, asset_key, stage_asset, window
+from mlforge_assets.conditions import when_matured
 
 
 def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
@@ -75,4 +76,5 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             window(asset_key(project, "raw", ds.name), 1, h),
         ],
         run=run,
+        automation_condition=when_matured(h),
     )

@@ -1,20 +1,35 @@
-"""Stage `monitoring/<model>/drift`: Evidently drift of a day's features vs the champion's reference."""
+"""Stage `monitoring/<model>/drift`: Evidently drift of a day's features and served predictions.
+
+Both are compared with the reference of the version that is champion when the partition runs:
+the feature snapshot of the day against the champion's holdout snapshot, and — when serving
+logged enough predictions that day — the logged inputs and scores against the same reference and
+the champion's scores on it.
+"""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
+import polars as pl
 
-from mlforge.drift import drift_report
+from mlforge.checks import CheckOutcome
+from mlforge.drift import DriftResult, drift_report
 from mlforge.errors import DataError
 from mlforge.features import service_features
 from mlforge.lifecycle import champion_or_fail, model_dir, service_frame
+from mlforge.prediction_log import STATUS_OK, read_prediction_log
+from mlforge.predictions import score_frame
 from mlforge.project import Project
 from mlforge.spec import ModelSpec
 from mlforge.storage import read_parquet, write_json
 from mlforge.timeline import key
-from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
+from mlforge.tracking import ModelVersionInfo
+from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
+
+MIN_LOG_ROWS = 100  # fewer served predictions in a day than this give no meaningful drift test
+SCORE = "score"
 
 
 def drift_key(model: str, d: date, name: str) -> str:
@@ -22,63 +37,132 @@ def drift_key(model: str, d: date, name: str) -> str:
     return f"monitoring/{model}/drift/date={key(d)}/{name}"
 
 
+def served_inputs(stage: Stage, endpoints: list[str], d: date, features: list[str]) -> pl.DataFrame:
+    """The inputs and scores the champion answered with on day `d` (no shadows, errors, misses)."""
+    frames = []
+    for endpoint in endpoints:
+        log = read_prediction_log(stage.storage, endpoint, d)
+        if log.height == 0 or "features" not in log.columns:
+            continue
+        ok = log.filter(~pl.col("shadow") & pl.col("found") & (pl.col("status") == STATUS_OK))
+        frames.append(ok.select(pl.col("features").struct.unnest(), pl.col(SCORE)))
+    if not frames:
+        return pl.DataFrame(schema={**dict.fromkeys(features, pl.Float32), SCORE: pl.Float64})
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    return frame.select([c for c in [*features, SCORE] if c in frame.columns])
+
+
 def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
-    """Daily drift report of one model's features."""
+    """Daily drift report of one model's features and served predictions."""
     spec = project.spec
     mon = spec.monitoring_for(model.name).drift
-    features = [f for _, f in service_features(spec, model.feature_service)]
+    pairs = service_features(spec, model.feature_service)
+    features = [f for _, f in pairs]
+    join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
+    endpoints = [d.endpoint for d in spec.deployments if d.model == model.name]
 
-    def run(stage: Stage, days: list[date]) -> StageResult:
-        champion = champion_or_fail(stage.tracker, model.name, f"monitoring/{model.name}/drift")
+    def reference_for(stage: Stage, champion: ModelVersionInfo) -> pl.DataFrame:
         cutoff = champion.tags.get("mlforge.cutoff")
         if not cutoff:
             raise DataError(f"champion v{champion.version} of {model.name} has no mlforge.cutoff tag")
-        reference = read_parquet(
+        return read_parquet(
             stage.storage, f"{model_dir(model.name, date.fromisoformat(cutoff))}/reference.parquet"
         )
-        res = None
+
+    def write_report(stage: Stage, d: date, prefix: str, res: DriftResult) -> None:
+        stage.storage.write_bytes(drift_key(model.name, d, f"{prefix}.html"), res.html)
+        stage.storage.write_bytes(drift_key(model.name, d, f"{prefix}.json"), res.json)
+
+    def run(stage: Stage, days: list[date]) -> StageResult:
+        champion = champion_or_fail(stage.tracker, model.name, f"monitoring/{model.name}/drift")
+        reference = reference_for(stage, champion)
+        scored_reference: pl.DataFrame | None = None
+        res: DriftResult | None = None
+        log_res: DriftResult | None = None
+        summary: dict[str, Any] = {}
         for d in days:
             current = service_frame(stage.storage, spec, model.feature_service, d)
             res = drift_report(reference, current, features, mon.method, mon.threshold)
-            stage.storage.write_bytes(drift_key(model.name, d, "report.html"), res.html)
-            stage.storage.write_bytes(drift_key(model.name, d, "report.json"), res.json)
-            write_json(
-                stage.storage,
-                drift_key(model.name, d, "summary.json"),
-                {
-                    "drift_share": res.drift_share,
-                    "dataset_drift": res.dataset_drift,
-                    "column_scores": res.column_scores,
-                    "champion_version": champion.version,
-                    "rows": current.height,
-                },
-            )
-        assert res is not None
-        top = sorted(res.column_scores.items(), key=lambda kv: kv[1])[:10]
-        return StageResult(
-            metadata={
+            write_report(stage, d, "report", res)
+            served = served_inputs(stage, endpoints, d, features) if endpoints else pl.DataFrame()
+            log_res = None
+            if served.height >= MIN_LOG_ROWS:
+                if scored_reference is None:
+                    booster = stage.tracker.load_booster(champion.booster_uri)
+                    ids = pl.Series(join_key, [str(i) for i in range(reference.height)])
+                    scores = score_frame(booster, reference.with_columns(ids), features, join_key, 0)
+                    scored_reference = reference.with_columns(scores[SCORE])
+                cols = [c for c in [*features, SCORE] if c in served.columns]
+                log_res = drift_report(scored_reference, served, cols, mon.method, mon.threshold)
+                write_report(stage, d, "log_report", log_res)
+            summary = {
                 "drift_share": res.drift_share,
                 "dataset_drift": res.dataset_drift,
-                "drifted_columns": res.drifted_columns,
-                "threshold": mon.threshold,
+                "column_scores": res.column_scores,
+                "drifted_columns": sorted(c for c, f in res.column_drifted.items() if f),
                 "champion_version": champion.version,
-                "top_columns": md_table([{"column": c, "score": s} for c, s in top]),
-                "report_html": dg.MetadataValue.path(
-                    stage.storage.uri(drift_key(model.name, days[-1], "report.html"))
+                "champion_cutoff": champion.tags.get("mlforge.cutoff"),
+                "rows": current.height,
+                "threshold": mon.threshold,
+                "log_rows": served.height,
+                "log_drift_share": log_res.drift_share if log_res else None,
+                "score_drift": log_res.column_drifted.get(SCORE) if log_res else None,
+                "report_html": stage.storage.uri(drift_key(model.name, d, "report.html")),
+            }
+            write_json(stage.storage, drift_key(model.name, d, "summary.json"), summary)
+        assert res is not None
+        last = days[-1]
+        share = max(res.drift_share, log_res.drift_share if log_res else 0.0)
+        metadata: dict[str, Any] = {
+            "drift_share": res.drift_share,
+            "dataset_drift": res.dataset_drift,
+            "drifted_columns": res.drifted_columns,
+            "threshold": mon.threshold,
+            "champion_version": champion.version,
+            "rows": summary["rows"],
+            "top_columns": md_table(res.top_columns()),
+            "report_html": dg.MetadataValue.path(
+                stage.storage.uri(drift_key(model.name, last, "report.html"))
+            ),
+            "log_rows": summary["log_rows"],
+        }
+        if log_res is not None:
+            metadata |= {
+                "log_drift_share": log_res.drift_share,
+                "score_drift": bool(log_res.column_drifted.get(SCORE, False)),
+                "log_top_columns": md_table(log_res.top_columns()),
+                "log_report_html": dg.MetadataValue.path(
+                    stage.storage.uri(drift_key(model.name, last, "log_report.html"))
                 ),
             }
+        passed = share < mon.threshold
+        outcome = CheckOutcome(
+            "drift_share",
+            passed,
+            f"drift share {share:.2f} {'<' if passed else '≥'} threshold {mon.threshold} on {last}",
+            {"value": share, "threshold": mon.threshold, "drifted": summary["drifted_columns"]},
         )
+        return StageResult(metadata=metadata, checks=[outcome])
 
     return stage_asset(
         project,
         key=asset_key(project, "monitoring", model.name, "drift"),
         group="monitoring",
-        description=f"Evidently data drift of `{model.name}`'s features against the champion's training reference.",
+        description=(
+            f"Evidently data drift of `{model.name}`'s features (and of its served inputs and scores) "
+            "against the champion's reference."
+        ),
         kinds={"evidently", "html"},
-        deps=[
-            dg.AssetDep(asset_key(project, "features", v))
-            for v in sorted({v for v, _ in service_features(spec, model.feature_service)})
-        ]
+        deps=[dg.AssetDep(asset_key(project, "features", v)) for v in sorted({v for v, _ in pairs})]
         + [dg.AssetDep(asset_key(project, "models", model.name, "registered"))],
         run=run,
+        checks=[
+            check(
+                "drift_share",
+                f"Share of drifted columns below {mon.threshold} (features and served inputs).",
+                blocking=False,
+                alert=True,
+                threshold=mon.threshold,
+            )
+        ],
     )

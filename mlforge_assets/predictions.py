@@ -13,6 +13,7 @@ from mlforge.project import Project
 from mlforge.spec import ModelSpec
 from mlforge.storage import write_parquet
 from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
+from mlforge_assets.conditions import after_upstream
 
 
 def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
@@ -21,6 +22,8 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     pairs = service_features(spec, model.feature_service)
     features = [f for _, f in pairs]
     join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
+
+    registered = asset_key(project, "models", model.name, "registered")
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         champion = champion_or_fail(stage.tracker, model.name, f"predictions/{model.name}")
@@ -48,6 +51,7 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         description=f"Scores of every {join_key} by the `{model.name}` champion, for offline consumers.",
         kinds={"parquet", "xgboost"},
         deps=[dg.AssetDep(asset_key(project, "features", v)) for v in sorted({v for v, _ in pairs})]
-        + [dg.AssetDep(asset_key(project, "models", model.name, "registered"))],
+        + [dg.AssetDep(registered)],
         run=run,
+        automation_condition=after_upstream(registered, label="rescore after a new registration"),
     )

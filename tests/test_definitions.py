@@ -99,10 +99,10 @@ def test_jobs_schedules_sensors(repo_root) -> None:  # type: ignore[no-untyped-d
         "churn_daily_refresh_schedule",
         "churn_churn_weekly_retrain",
     }
-    # the performance asset's automation condition brings Dagster's default automation sensor
     assert {s.name for s in repo.sensor_defs} == {
         "churn_churn_drift_retrain",
-        "default_automation_condition_sensor",
+        "churn_run_failure_alert",
+        "churn_automation",
     }
     retrain = defs.resolve_job_def("churn_churn_retrain")
     selected = {k.to_user_string() for k in retrain.asset_layer.selected_asset_keys}

@@ -152,14 +152,34 @@ def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> No
     )
     assert again.run_requests == []
 
-    # a clean report advances the cursor without a run
+    # the same event goes on (another drifted day, here through the served inputs): no second retrain
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            drift_key, partition="1998-06-30", metadata={"drift_share": 0.2, "log_drift_share": 0.9}
+        )
+    )
+    ongoing = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=drifted.cursor, repository_def=repo)
+    )
+    assert ongoing.run_requests == [] and ongoing.cursor != drifted.cursor
+
+    # a clean report closes the event and advances the cursor without a run
     instance.report_runless_asset_event(
         dg.AssetMaterialization(drift_key, partition="1998-06-30", metadata={"drift_share": 0.1})
     )
     clean = sensor.evaluate_tick(
-        dg.build_sensor_context(instance=instance, cursor=drifted.cursor, repository_def=repo)
+        dg.build_sensor_context(instance=instance, cursor=ongoing.cursor, repository_def=repo)
     )
-    assert clean.run_requests == [] and clean.cursor not in (None, drifted.cursor)
+    assert clean.run_requests == [] and clean.cursor not in (None, ongoing.cursor)
+
+    # drift after the clean day is a new event: one more retrain
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(drift_key, partition="1998-06-30", metadata={"drift_share": 0.7})
+    )
+    reopened = sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=clean.cursor, repository_def=repo)
+    )
+    assert [r.partition_key for r in reopened.run_requests] == ["1998-06-30"]
 
 
 def test_online_stage_on_a_real_redis(materialized, redis_url) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,39 @@
+"""Declarative automation where a dependency says it better than a sensor.
+
+Dagster's built-in `eager()` / `on_missing()` consider only the latest time partition; these
+conditions apply to every day, because a replay or a late arrival makes historic days current.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+
+def when_matured(horizon_days: int) -> dg.AutomationCondition:
+    """Labels of a day, once: the tick its last upstream day (day + horizon) lands.
+
+    The last `horizon_days` partitions never mature inside the spec's range, so they are excluded
+    (they would only fail). A failed attempt is not retried until an upstream day changes again.
+    """
+    return (
+        ~dg.AutomationCondition.in_latest_time_window(timedelta(days=horizon_days))
+        & dg.AutomationCondition.missing()
+        & (~dg.AutomationCondition.any_deps_missing()).newly_true()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"labels matured ({horizon_days} days)")
+
+
+def after_upstream(*upstream: dg.AssetKey, label: str) -> dg.AutomationCondition:
+    """A day already materialized is redone when one of `upstream` updates that day."""
+    return (
+        ~dg.AutomationCondition.missing()
+        & dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).allow(
+            dg.AssetSelection.assets(*upstream)
+        )
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(label)

@@ -1,0 +1,282 @@
+"""The unattended loop, end to end, on a real `dagster-daemon`: `mlforge demo loop` and its test.
+
+1. **prepare** a project folder: the spec with a `replay` section, the source with drift injected
+   from a given day (:mod:`mlforge.simulate`), a Dagster instance that runs one run at a time;
+2. **backfill** the history before the replay in-process into that instance (raw, features,
+   labels, then train → register → deploy for the day before the replay);
+3. **run** `dagster-daemon` on the code location: the replay sensor requests one daily refresh
+   per day, the drift sensor turns the first drifted day into one retrain, the gate decides the
+   promotion, the retrain job rewrites the deployment manifest, automation materializes labels
+   as they mature — nobody calls anything;
+4. **watch** the instance and report what happened, then stop the daemon (its process group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from mlforge.datasets import read_source
+from mlforge.deployment import read_manifest
+from mlforge.project import Project
+from mlforge.simulate import DriftScenario, inject_drift, write_whitespace
+from mlforge_assets.automation import IN_PROGRESS_STATUSES
+from mlforge_assets.runner import Runner, StepResult
+
+INSTANCE_YAML = """\
+# The demo's Dagster instance: SQLite under this folder, one run at a time (the replay is a clock).
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+"""
+
+
+@dataclass(frozen=True)
+class LoopSetup:
+    """Where a prepared loop lives."""
+
+    folder: Path
+    spec_path: Path
+    dagster_home: Path
+    replay_start: date
+    replay_end: date
+    drift_from: date
+
+    @property
+    def cutoff(self) -> date:
+        """The champion's cutoff before the replay: the day before it."""
+        return self.replay_start - timedelta(days=1)
+
+    def env(self) -> dict[str, str]:
+        """The environment the daemon and its code server run with."""
+        project = self.project()
+        return {
+            **os.environ,
+            "DAGSTER_HOME": str(self.dagster_home),
+            "MLFORGE_SPEC": str(self.spec_path),
+            "MLFORGE_HOME": str(project.settings.state_dir),
+        }
+
+    def project(self) -> Project:
+        """The prepared project."""
+        return Project.load(self.spec_path)
+
+    def instance(self) -> dg.DagsterInstance:
+        """The loop's Dagster instance."""
+        return dg.DagsterInstance.from_config(str(self.dagster_home))
+
+
+def prepare(
+    folder: Path,
+    spec: dict[str, Any],
+    spec_root: Path,
+    replay_start: date,
+    replay_end: date,
+    scenario: DriftScenario,
+    interval_seconds: int = 5,
+) -> LoopSetup:
+    """Write the loop's project (spec, drifted source, Dagster instance) into `folder`."""
+    from mlforge.spec import ProjectSpec
+
+    folder = folder.resolve()
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    spec = json.loads(json.dumps(spec, default=str))
+    typed = ProjectSpec.model_validate(spec)
+    for ds_raw, ds in zip(spec["datasets"], typed.datasets, strict=True):
+        source = Path(ds.source.path)
+        frame = read_source(ds, str(source if source.is_absolute() else spec_root / source))
+        target = folder / "data" / f"{ds.name}.txt"
+        write_whitespace(inject_drift(frame, ds, scenario), ds, target)
+        ds_raw["source"] = {**ds_raw["source"], "path": str(target), "format": "whitespace"}
+    spec["infrastructure"] = {**spec.get("infrastructure", {}), "state_dir": str(folder / "state")}
+    spec["replay"] = {
+        "start": replay_start.isoformat(),
+        "end": replay_end.isoformat(),
+        "interval_seconds": interval_seconds,
+    }
+    spec_path = folder / "mlforge.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    home = folder / "state" / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    return LoopSetup(folder, spec_path, home, replay_start, replay_end, scenario.drift_from)
+
+
+def backfill(setup: LoopSetup, on_step: Callable[[str, StepResult], None] | None = None) -> list[StepResult]:
+    """The history before the replay, into the loop's instance: one champion deployed at the cutoff."""
+    project = setup.project()
+    spec = project.spec
+    with setup.instance() as instance:
+        runner = Runner(project, instance)
+        plan = []
+        for title, keys, first, last in runner.quickstart_plan(setup.cutoff):
+            if title.startswith("raw"):
+                last = setup.cutoff
+            elif title.startswith("labels/"):
+                model = spec.model(title.split("/", 1)[1])
+                last = setup.cutoff - timedelta(days=model.label.horizon_days)
+            plan.append((title, keys, first, last))
+        return runner.run_plan(plan, on_step)
+
+
+def start_daemon(setup: LoopSetup) -> subprocess.Popen[bytes]:
+    """`dagster-daemon run` on the code location, in its own process group, logging to a file."""
+    exe = Path(sys.executable).with_name("dagster-daemon")
+    cmd = [str(exe) if exe.exists() else "dagster-daemon", "run", "-m", "mlforge_assets.definitions"]
+    log = (setup.folder / "daemon.log").open("ab")
+    return subprocess.Popen(
+        cmd,
+        cwd=setup.folder,
+        env=setup.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Stop the daemon and everything it started (its process group)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class LoopReport:
+    """What the loop did, read back from the Dagster instance and storage."""
+
+    seconds: float = 0.0
+    finished: bool = False
+    replayed_days: list[str] = field(default_factory=list)
+    drift_share: dict[str, float] = field(default_factory=dict)
+    retrain_runs: list[dict[str, Any]] = field(default_factory=list)
+    runs_by_job: dict[str, int] = field(default_factory=dict)
+    failed_runs: list[str] = field(default_factory=list)
+    sensor_ticks: dict[str, int] = field(default_factory=dict)
+    registered: list[dict[str, Any]] = field(default_factory=list)
+    manifest_revision: int | None = None
+    manifest_versions: list[int] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """A readable summary."""
+        out = [f"{'finished' if self.finished else 'NOT finished'} in {self.seconds:.0f} s"]
+        out.append(f"replayed days      {', '.join(self.replayed_days) or '-'}")
+        for d, s in sorted(self.drift_share.items()):
+            out.append(f"  drift {d}   {s:.2f}")
+        out.append(f"runs by job        {self.runs_by_job}")
+        out.append(f"retrain runs       {[(r['partition'], r['status']) for r in self.retrain_runs]}")
+        for r in self.registered:
+            out.append(f"  registered       {r}")
+        out.append(f"manifest           revision {self.manifest_revision}, versions {self.manifest_versions}")
+        out.append(f"sensor ticks       {self.sensor_ticks}")
+        if self.failed_runs:
+            out.append(f"FAILED runs        {self.failed_runs}")
+        return out
+
+
+def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
+    """The loop's state now."""
+    project = setup.project()
+    p = project.spec.project
+    report = LoopReport()
+    runs = instance.get_run_records(dg.RunsFilter())
+    for rec in runs:
+        run = rec.dagster_run
+        report.runs_by_job[run.job_name] = report.runs_by_job.get(run.job_name, 0) + 1
+        if run.status == dg.DagsterRunStatus.FAILURE:
+            report.failed_runs.append(f"{run.job_name}:{run.tags.get('dagster/partition')}:{run.run_id[:8]}")
+        if run.tags.get("mlforge/replay") and run.status == dg.DagsterRunStatus.SUCCESS:
+            report.replayed_days.append(run.tags.get("dagster/partition", "?"))
+        if run.tags.get("mlforge/trigger") == "drift":
+            report.retrain_runs.append(
+                {
+                    "partition": run.tags.get("dagster/partition"),
+                    "status": run.status.value,
+                    "drift_share": run.tags.get("mlforge/drift_share"),
+                    "run_id": run.run_id,
+                }
+            )
+    report.replayed_days.sort()
+    for m in project.spec.models:
+        recs = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey([p, "monitoring", m.name, "drift"])), limit=1000
+        ).records
+        for r in recs:
+            mat = r.asset_materialization
+            if mat and mat.partition and "drift_share" in mat.metadata:
+                report.drift_share.setdefault(mat.partition, float(mat.metadata["drift_share"].value))  # type: ignore[arg-type]
+        recs = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey([p, "models", m.name, "registered"])), limit=1000
+        ).records
+        for r in sorted(recs, key=lambda r: r.storage_id):
+            mat = r.asset_materialization
+            if mat:
+                md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+                report.registered.append(
+                    {
+                        "partition": mat.partition,
+                        "version": md.get("model_version"),
+                        "champion": md.get("champion_version"),
+                        "gate": md.get("gate"),
+                    }
+                )
+    for state in instance.all_instigator_state():
+        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=10_000)
+        report.sensor_ticks[state.instigator_name] = len(ticks)
+    for dep in project.spec.deployments:
+        manifest = read_manifest(project.storage, dep.endpoint)
+        if manifest:
+            report.manifest_revision = manifest.revision
+            report.manifest_versions = [v.version for v in manifest.variants]
+    return report
+
+
+def watch(
+    setup: LoopSetup,
+    timeout: float,
+    settle_seconds: float = 15.0,
+    on_change: Callable[[LoopReport], None] | None = None,
+) -> LoopReport:
+    """Poll the instance until the replay is done and nothing ran for `settle_seconds`, or timeout."""
+    t0 = time.monotonic()
+    last_activity = t0
+    seen: tuple[Any, ...] = ()
+    days = (setup.replay_end - setup.replay_start).days + 1
+    with setup.instance() as instance:
+        while True:
+            report = observe(setup, instance)
+            busy = instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_STATUSES)), limit=1)
+            now = time.monotonic()
+            state = (len(report.replayed_days), sum(report.runs_by_job.values()), bool(busy))
+            if state != seen:
+                seen, last_activity = state, now
+                if on_change:
+                    on_change(report)
+            report.seconds = now - t0
+            if len(report.replayed_days) >= days and not busy and now - last_activity >= settle_seconds:
+                report.finished = True
+                return report
+            if now - t0 > timeout:
+                return report
+            time.sleep(1.0)
