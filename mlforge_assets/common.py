@@ -210,6 +210,8 @@ def raise_alerts(
         if v is not None:
             links[name] = str(getattr(v, "value", v))
     for c in outcomes:
+        if c.metadata.get("evaluated") is False:
+            continue  # no input to judge (e.g. labels not matured): neither a breach nor a recovery
         value, threshold = c.metadata.get("value"), c.metadata.get("threshold")
         sent = book.observe(
             f"{asset}:{c.name}",

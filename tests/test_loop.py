@@ -1,0 +1,165 @@
+"""The unattended loop on a real dagster-daemon: replay → drift → one retrain → gate → deployment.
+
+Nothing in this test calls a stage: it prepares a project whose source has drift injected from a
+given day, backfills the history before the replay, starts `dagster-daemon` against a temporary
+instance, and only watches. Alerts go to a webhook receiver the test runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlforge.alerts import AlertBook, AlertChannel
+from mlforge.simulate import DriftScenario
+from mlforge.tracking import Tracker
+from mlforge_assets import demo
+
+REPLAY_START, REPLAY_END, DRIFT_FROM = date(1998, 6, 25), date(1998, 6, 28), date(1998, 6, 27)
+CLEAN = ["1998-06-25", "1998-06-26"]
+DRIFTED = ["1998-06-27", "1998-06-28"]
+
+
+class Receiver:
+    """A local webhook: collects every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=secret-token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_webhook_receives_one_alert_per_breach_until_it_clears(tmp_path: Path, receiver: Receiver) -> None:
+    from mlforge.storage import LocalStorage
+
+    book = AlertBook(LocalStorage(tmp_path), AlertChannel(receiver.url))
+    sent = [
+        book.observe("drift", b, f"day {i}", value=0.9 if b else 0.1, threshold=0.5)
+        for i, b in enumerate([False, True, True, True, False, False, True])
+    ]
+    assert [a.status if a else None for a in sent] == [None, "firing", None, None, "resolved", None, "firing"]
+    assert [r["status"] for r in receiver.received] == ["firing", "resolved", "firing"]
+    assert receiver.received[0]["value"] == 0.9 and receiver.received[0]["threshold"] == 0.5
+    assert set(book.open_alerts()) == {"drift"}
+
+
+def test_unreachable_webhook_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from mlforge.storage import LocalStorage
+
+    book = AlertBook(LocalStorage(tmp_path), AlertChannel("http://127.0.0.1:9/hook?token=s3cr3t", 1.0))
+    alert = book.observe("latency", True, "p99 80 ms > 50 ms", value=80.0, threshold=50.0)
+    assert alert is not None and set(book.open_alerts()) == {"latency"}
+    assert "not delivered" in caplog.text and "127.0.0.1:9" in caplog.text and "s3cr3t" not in caplog.text
+
+
+@pytest.mark.timeout(900)
+def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, receiver: Receiver) -> None:
+    spec = yaml.safe_load((repo_root / "mlforge.yaml").read_text())
+    setup = demo.prepare(
+        tmp_path / "loop",
+        spec,
+        repo_root,
+        REPLAY_START,
+        REPLAY_END,
+        DriftScenario(DRIFT_FROM),
+        interval_seconds=3,
+    )
+    project = setup.project()
+    demo.backfill(setup)
+    tracker = Tracker(project.settings.tracking_uri, project.settings.artifact_root)
+    before = tracker.alias("churn", "champion")
+    assert before is not None and before.version == 1
+
+    os.environ["MLFORGE_ALERT_WEBHOOK_URL"] = receiver.url
+    try:
+        proc = demo.start_daemon(setup)
+    finally:
+        del os.environ["MLFORGE_ALERT_WEBHOOK_URL"]
+    try:
+        report = demo.watch(setup, timeout=600, settle_seconds=12)
+    finally:
+        demo.stop(proc)
+    print("\n".join(report.lines()))
+    # the daemon and everything it started (code server, run workers) are gone
+    assert proc.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+    assert report.finished, (setup.folder / "daemon.log").read_text()[-3000:]
+    assert report.failed_runs == []
+    # every replayed day materialized, by the replay sensor's runs
+    assert report.replayed_days == CLEAN + DRIFTED
+    assert report.runs_by_job["churn_daily_refresh"] == 4
+    # the drift report flagged the injected drift and not the clean days
+    assert all(report.drift_share[d] < 0.5 for d in CLEAN), report.drift_share
+    assert all(report.drift_share[d] >= 0.5 for d in DRIFTED), report.drift_share
+    # exactly one retrain, triggered by the first drifted day, for the newest trainable cutoff
+    assert len(report.retrain_runs) == 1
+    retrain = report.retrain_runs[0]
+    assert retrain["status"] == "SUCCESS"
+    assert str(REPLAY_START) <= retrain["partition"] <= str(DRIFT_FROM)
+
+    # a new version was registered for that cutoff and promoted only if the gate passed
+    versions = [r for r in report.registered if r["partition"] == retrain["partition"]]
+    assert [r["version"] for r in versions] == [2]
+    new = tracker.version("churn", 2)
+    assert new.tags["mlforge.trigger"] == "drift"
+    assert new.tags["mlforge.drift_partition"] == str(DRIFT_FROM)
+    assert new.tags["dagster.run_id"] == retrain["run_id"]
+    assert new.tags["mlforge.drift_report"].endswith("date=1998-06-27/report.html")
+    gate = project.spec.model("churn").gate
+    reg = json.loads(
+        (
+            project.settings.state_dir
+            / "storage"
+            / f"models/churn/cutoff={retrain['partition']}/registration.json"
+        ).read_text()
+    )
+    better = reg["candidate_metric"] >= reg["champion_metric"] - gate.max_regression
+    assert reg["promoted"] == better
+    after = tracker.alias("churn", "champion")
+    assert after is not None and after.version == (2 if better else 1)
+    # the deployment manifest followed the champion
+    assert report.manifest_versions == [after.version]
+    assert report.manifest_revision == (2 if better else 1)
+
+    # the drift breach raised one alert (two drifted days), delivered to the webhook
+    drift_alerts = [a for a in receiver.received if a["key"].endswith("drift:drift_share")]
+    assert [a["status"] for a in drift_alerts] == ["firing"]
+    assert drift_alerts[0]["partition"] == DRIFTED[0] and drift_alerts[0]["value"] >= 0.5
+    # the sensors ticked on their own (the note reports how many)
+    assert report.sensor_ticks["churn_churn_drift_retrain"] >= 4
