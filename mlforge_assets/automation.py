@@ -15,7 +15,7 @@ from mlforge.deployment import DeploymentConflictError, read_manifest, write_man
 from mlforge.prediction_log import days_between, read_prediction_logs
 from mlforge.project import Project
 from mlforge.spec import DeploymentSpec
-from mlforge_assets.common import asset_key
+from mlforge_assets.common import asset_key, step_failures
 from mlforge_resources import AlertsResource, StorageResource
 
 IN_PROGRESS_STATUSES = (
@@ -233,7 +233,9 @@ def alert_on_run_failure(project: Project) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
         run = context.dagster_run
-        error = context.failure_event.message or "run failed"
+        events = context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        steps = step_failures(e.dagster_event for e in events if e.dagster_event)
+        error = "; ".join(steps) or context.failure_event.message or "run failed"
         partition = run.tags.get("dagster/partition")
         alert = Alert(
             key=f"run:{run.job_name}:{run.run_id}",

@@ -6,7 +6,7 @@ checks and metadata. A materialization of one partition or of a range calls `run
 list of days, so a backfill of a range is one run per asset.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -247,3 +247,20 @@ def md_table(rows: list[dict[str, Any]], limit: int = 10) -> dg.MetadataValue:
 
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def step_failures(events: Iterable[dg.DagsterEvent]) -> list[str]:
+    """'step: message' of every failed step and failed check among `events` (our messages, no trace)."""
+    lines = []
+    for ev in events:
+        if ev.event_type_value == "STEP_FAILURE":
+            err = ev.event_specific_data.error  # type: ignore[union-attr]
+            msg = err.message.strip() if err else "failed"
+            # dg.Failure puts our description after "Failure: "
+            desc = msg.split("dagster._core.definitions.events.Failure: ", 1)[-1]
+            lines.append(f"{ev.step_key}: {desc}")
+        elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = ev.event_specific_data
+            if data is not None and not data.passed:  # type: ignore[union-attr]
+                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")  # type: ignore[union-attr]
+    return lines

@@ -15,6 +15,7 @@ import dagster as dg
 
 from mlforge.errors import MLForgeError
 from mlforge.project import Project
+from mlforge_assets.common import step_failures
 from mlforge_assets.factory import build_assets
 from mlforge_resources import resources_for
 
@@ -139,16 +140,5 @@ class Runner:
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     """The failed steps' own messages (our errors are actionable; no deep traceback)."""
-    lines = []
-    for ev in result.all_events:
-        if ev.event_type_value == "STEP_FAILURE":
-            err = ev.event_specific_data.error  # type: ignore[union-attr]
-            msg = err.message.strip() if err else "failed"
-            # dg.Failure puts our description after "Failure: "
-            desc = msg.split("dagster._core.definitions.events.Failure: ", 1)[-1]
-            lines.append(f"{ev.step_key}: {desc}")
-        elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
-            data = ev.event_specific_data
-            if data is not None and not data.passed:  # type: ignore[union-attr]
-                lines.append(f"check {data.check_name} on {data.asset_key.to_user_string()} failed")  # type: ignore[union-attr]
+    lines = step_failures(result.all_events)
     return "run failed: " + ("; ".join(lines) if lines else "see the Dagster run log")

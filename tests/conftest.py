@@ -16,7 +16,7 @@ import pytest
 
 from mlforge.project import Project
 from mlforge_assets.runner import Runner, StepResult
-from servers import start_redis, start_s3
+from servers import Receiver, start_redis, start_s3
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "mlforge.yaml"
@@ -100,3 +100,11 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield S3Server(server.url, bucket, key, secret)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver on 127.0.0.1 (stopped after the test)."""
+    r = Receiver()
+    yield r
+    r.close()

@@ -9,81 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from mlforge.alerts import AlertBook, AlertChannel
 from mlforge.simulate import DriftScenario
 from mlforge.tracking import Tracker
 from mlforge_assets import demo
+from servers import Receiver
 
 REPLAY_START, REPLAY_END, DRIFT_FROM = date(1998, 6, 25), date(1998, 6, 28), date(1998, 6, 27)
 CLEAN = ["1998-06-25", "1998-06-26"]
 DRIFTED = ["1998-06-27", "1998-06-28"]
-
-
-class Receiver:
-    """A local webhook: collects every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append(json.loads(body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=secret-token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-def test_webhook_receives_one_alert_per_breach_until_it_clears(tmp_path: Path, receiver: Receiver) -> None:
-    from mlforge.storage import LocalStorage
-
-    book = AlertBook(LocalStorage(tmp_path), AlertChannel(receiver.url))
-    sent = [
-        book.observe("drift", b, f"day {i}", value=0.9 if b else 0.1, threshold=0.5)
-        for i, b in enumerate([False, True, True, True, False, False, True])
-    ]
-    assert [a.status if a else None for a in sent] == [None, "firing", None, None, "resolved", None, "firing"]
-    assert [r["status"] for r in receiver.received] == ["firing", "resolved", "firing"]
-    assert receiver.received[0]["value"] == 0.9 and receiver.received[0]["threshold"] == 0.5
-    assert set(book.open_alerts()) == {"drift"}
-
-
-def test_unreachable_webhook_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from mlforge.storage import LocalStorage
-
-    book = AlertBook(LocalStorage(tmp_path), AlertChannel("http://127.0.0.1:9/hook?token=s3cr3t", 1.0))
-    alert = book.observe("latency", True, "p99 80 ms > 50 ms", value=80.0, threshold=50.0)
-    assert alert is not None and set(book.open_alerts()) == {"latency"}
-    assert "not delivered" in caplog.text and "127.0.0.1:9" in caplog.text and "s3cr3t" not in caplog.text
 
 
 @pytest.mark.timeout(900)
