@@ -55,7 +55,9 @@ def served_inputs(stage: Stage, endpoints: list[str], d: date, features: list[st
 def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     """Daily drift report of one model's features and served predictions."""
     spec = project.spec
-    mon = spec.monitoring_for(model.name).drift
+    monitoring = spec.monitoring_for(model.name)
+    mon = monitoring.drift
+    alert_at = monitoring.alert_thresholds.get("drift_share", mon.threshold)
     pairs = service_features(spec, model.feature_service)
     features = [f for _, f in pairs]
     join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
@@ -135,12 +137,12 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                     stage.storage.uri(drift_key(model.name, last, "log_report.html"))
                 ),
             }
-        passed = share < mon.threshold
+        passed = share < alert_at
         outcome = CheckOutcome(
             "drift_share",
             passed,
-            f"drift share {share:.2f} {'<' if passed else '≥'} threshold {mon.threshold} on {last}",
-            {"value": share, "threshold": mon.threshold, "drifted": summary["drifted_columns"]},
+            f"drift share {share:.2f} {'<' if passed else '≥'} threshold {alert_at} on {last}",
+            {"value": share, "threshold": alert_at, "drifted": summary["drifted_columns"]},
         )
         return StageResult(metadata=metadata, checks=[outcome])
 
@@ -159,10 +161,10 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         checks=[
             check(
                 "drift_share",
-                f"Share of drifted columns below {mon.threshold} (features and served inputs).",
+                f"Share of drifted columns below {alert_at} (features and served inputs).",
                 blocking=False,
                 alert=True,
-                threshold=mon.threshold,
+                threshold=alert_at,
             )
         ],
     )
