@@ -474,3 +474,151 @@ print(json.dumps({{"after_import": after_import, "after_predict": [m for m in FO
     assert out.returncode == 0, out.stderr
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == {"after_import": [], "after_predict": []}
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path of POST /predict (serving.app.ServingApp) against the FastAPI route
+# ---------------------------------------------------------------------------------------------
+
+# FastAPI parses any application/*+json body; the fast path takes only application/json, so the
+# same body sent with this type goes through the FastAPI route: the reference answer.
+ROUTE_ONLY = {"content-type": "application/vnd.mlforge+json"}
+FAST = {"content-type": "application/json"}
+
+
+def both(client: TestClient, body: Any, endpoint: str = ENDPOINT) -> tuple[Any, Any]:
+    """The answer of the fast path and of the FastAPI route to the same body."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    fast = client.post(f"/predict/{endpoint}", content=content, headers=FAST)
+    route = client.post(f"/predict/{endpoint}", content=content, headers=ROUTE_ONLY)
+    return fast, route
+
+
+def same_answer(fast: Any, route: Any) -> None:
+    assert fast.status_code == route.status_code, (fast.text, route.text)
+    assert fast.headers["content-type"] == route.headers["content-type"] == "application/json"
+    assert fast.headers["content-length"] == str(len(fast.content))
+    assert fast.content == route.content  # the same bytes
+
+
+def test_fast_path_answers_exactly_like_the_route(
+    client: TestClient, manifest: Manifest, snapshot: pl.DataFrame
+) -> None:
+    ids = ids_of(snapshot, 30, seed=5)
+    rows = feature_rows(snapshot, ids[:5], manifest.feature_names)
+    rows[0]["customer_id"] = ids[0]
+    rows[1]["days_since_last"] = None
+    bad = {k: v for k, v in rows[2].items() if k != "event_count"}
+    cases: list[tuple[Any, int]] = [
+        ({"entity_ids": [ids[0]]}, 200),
+        ({"entity_ids": [*ids, NOT_IN_STORE]}, 200),  # batch with a missing entity
+        ({"entity_ids": ids[:3], "request_id": "r-1"}, 200),
+        ({"features": rows}, 200),  # explicit features, one row with the entity key, one null
+        ({"features": rows, "request_id": "req-7"}, 200),
+        ({"features": [rows[0], bad, {**rows[3], "colour": 1}]}, 422),  # rows checked by the app
+        ({"features": [{**rows[0], "event_count": True}]}, 422),
+    ]
+    for body, status in cases:
+        fast, route = both(client, body)
+        assert fast.status_code == status, fast.text
+        same_answer(fast, route)
+    fast, route = both(client, {"entity_ids": ["00003"]}, endpoint="nope")  # unknown endpoint
+    assert fast.status_code == 404
+    same_answer(fast, route)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"entity_ids": ["00003"',  # malformed JSON
+        b"",  # no body
+        b"[1, 2]",
+        b'{"entity_ids": ["00003"], "features": [{"days_since_last": 1.0}]}',
+        b"{}",  # missing field
+        b'{"entity_ids": []}',
+        b'{"entity_ids": [3]}',  # wrong type
+        b'{"entity_ids": "00003"}',
+        b'{"entity_ids": [""]}',
+        b'{"entity_ids": ["' + b"9" * 257 + b'"]}',
+        b'{"entity_ids": ["\\ud800"]}',  # a lone surrogate
+        b'{"entity_ids": null}',
+        b'{"entity_ids": ["00003"], "model": "x"}',
+        b'{"entity_ids": ["00003"], "request_id": 5}',
+        b'{"features": "nope"}',
+        b'{"features": [1]}',
+    ],
+)
+def test_fast_path_leaves_invalid_bodies_to_fastapi_validation(client: TestClient, body: bytes) -> None:
+    fast, route = both(client, body)
+    assert fast.status_code == 422, fast.text
+    same_answer(fast, route)
+    assert all("field" in d and "msg" in d for d in fast.json()["detail"])
+
+
+def test_fast_path_does_not_go_through_fastapi(
+    project: Project, snapshot: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi import FastAPI
+
+    with TestClient(create_app(project, reload_interval_s=0, prediction_sink=lambda b: None)) as c:
+        expected = post(c, {"entity_ids": ["00003", NOT_IN_STORE]}).json()
+
+        async def not_here(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError(f"FastAPI called for {scope.get('path')}")
+
+        monkeypatch.setattr(FastAPI, "__call__", not_here)
+        assert post(c, {"entity_ids": ["00003", NOT_IN_STORE]}).json() == expected
+        monkeypatch.undo()
+
+
+def test_fast_path_store_down_is_the_same_503(project: Project) -> None:
+    settings = dataclasses.replace(project.settings, online_store_url=f"redis://127.0.0.1:{closed_port()}/0")
+    down = Project(project.spec, project.root, settings)
+    with TestClient(create_app(down, reload_interval_s=0)) as c:
+        fast, route = both(c, {"entity_ids": ["00003"]})
+        assert fast.status_code == 503
+        same_answer(fast, route)
+        assert "unreachable" in fast.json()["detail"]
+
+
+def test_fast_path_counts_metrics_and_logs_predictions(project: Project) -> None:
+    batches: list[PredictionBatch] = []
+    with TestClient(create_app(project, reload_interval_s=0, prediction_sink=batches.append)) as c:
+        r = c.post(f"/predict/{ENDPOINT}", content=b'{"entity_ids": ["00003", "00004"]}', headers=FAST)
+        assert r.status_code == 200
+        c.post("/predict/nope", content=b'{"entity_ids": ["00003"]}', headers=FAST)
+        text = c.get("/metrics").text
+    assert 'mlforge_requests_total{endpoint="churn-api",variant="champion",status="200"} 1' in text
+    assert 'mlforge_requests_total{endpoint="unknown",variant="none",status="404"} 1' in text
+    assert len(batches) == 1 and batches[0].entity_ids == ["00003", "00004"]
+    assert batches[0].variants == ["champion", "champion"] and batches[0].versions == [1, 1]
+
+
+@pytest.mark.integration
+def test_redis_reader_reads_like_the_store_and_reconnects(
+    project: Project, snapshot: pl.DataFrame, redis_url: str, tmp_path: Path
+) -> None:
+    from serving.redis_reader import RedisReader
+
+    ids = ids_of(snapshot, 20, seed=3)
+    settings = project.settings
+    width = len(snapshot.columns) - 2
+    values, _ = open_online_store(settings.online_store_url, settings.online_key_prefix).read(
+        VIEW, ids, width
+    )
+    prefix = f"{settings.online_key_prefix}:reader-test"
+    store = open_online_store(redis_url, prefix)
+    store.write(VIEW, ids, [900_000_000] * len(ids), values, ttl_seconds=3600)
+    reader = RedisReader.for_store(store)
+    assert reader is not None
+    asked = [*ids, NOT_IN_STORE, "ünïcode-id"]
+    got = reader.read(VIEW, asked, width)
+    assert got is not None
+    want = store.read(VIEW, asked, width)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[1].tolist() == [True] * len(ids) + [False, False]
+    reader.close()  # a closed connection reconnects on the next read
+    again = reader.read(VIEW, ids[:1], width)
+    assert again is not None and again[1].tolist() == [True]
+    assert RedisReader.for_store(open_online_store(f"sqlite:///{tmp_path / 'x.db'}")) is None
