@@ -91,6 +91,7 @@ class LoadResult:
     server_cpu_ms_per_request: float = 0.0
     client_cpu_s: float = 0.0
     server_p99_ms_at_most: float | None = None  # MLForge: from its /metrics histogram (one worker)
+    redis_cpu_ms_per_request: float = 0.0  # MLForge: the Redis server's CPU per request
 
 
 @dataclass
@@ -271,10 +272,30 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
 
+def pid_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of one process so far (0 when it is gone)."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def load_wrk(
-    server: str, workers: int, url: str, bodies: list[bytes], args: argparse.Namespace, proc: Proc
+    server: str,
+    workers: int,
+    url: str,
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    proc: Proc,
+    redis_pid: int | None = None,
 ) -> LoadResult:
-    """The same bounded load from wrk (C, one thread), so the client does not saturate a core."""
+    """The same bounded load from wrk (C, one thread), so the client does not saturate a core.
+
+    With ``--wrk-cpus`` wrk runs under ``taskset -c`` (the servers are not pinned). The client's
+    CPU time (wrk is a child process: RUSAGE_CHILDREN) and, for MLForge, the Redis server's are
+    reported beside the server's, since on a small machine all three share the cores.
+    """
+    import resource
     import tempfile
 
     lua = _WRK_LUA % ", ".join(json.dumps(b.decode()) for b in bodies[:2000])
@@ -282,9 +303,16 @@ def load_wrk(
         fh.write(lua)
         script = fh.name
     cpu0 = proc.cpu_seconds()
+    redis0 = pid_cpu_seconds(redis_pid) if redis_pid else 0.0
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = ["wrk", "-t1", f"-c{args.concurrency}", f"-d{int(args.duration)}s", "-s", script, "--latency", url]
+    if args.wrk_cpus:
+        cmd = ["taskset", "-c", args.wrk_cpus, *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 30, check=True).stdout
     server_cpu = proc.cpu_seconds() - cpu0
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
+    redis_cpu = pid_cpu_seconds(redis_pid) - redis0 if redis_pid else 0.0
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     seconds = float(re.search(r"requests in ([0-9.]+)s", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -302,6 +330,8 @@ def load_wrk(
         round(p50, 3),
         round(p99, 3),
         server_cpu_ms_per_request=round(server_cpu / max(total, 1) * 1000, 3),
+        client_cpu_s=round(client_cpu, 2),
+        redis_cpu_ms_per_request=round(redis_cpu / max(total, 1) * 1000, 3),
     )
 
 
@@ -357,6 +387,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--client", choices=["httpx", "wrk"], default="httpx", help="load generator")
+    ap.add_argument(
+        "--wrk-cpus", default=None, help="run wrk under `taskset -c WRK_CPUS` (e.g. 1); servers not pinned"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
 
@@ -456,7 +489,9 @@ def main() -> None:
                 try:
                     warm(url, bodies)
                     if args.client == "wrk":
-                        lr = load_wrk(name, workers, url, bodies, args, proc)
+                        lr = load_wrk(
+                            name, workers, url, bodies, args, proc, redis.pid if name == "mlforge" else None
+                        )
                     else:
                         lr = load(name, workers, url, bodies, args, proc)
                     if name == "mlforge":
@@ -532,17 +567,21 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"\nload: concurrency {args.concurrency}, {args.duration:g} s per run, ≤ {args.max_requests:,} requests\n"
     )
     print(
-        "| server | workers | req/s | p50 ms | p99 ms | failed | server CPU ms/request "
+        "| server | workers | req/s | req/s per worker | p50 ms | p99 ms | failed | server CPU ms/request "
+        "| req/s per server CPU-second | Redis CPU ms/request "
         "| server-side p99 ms | client CPU s | sequential p50 ms | sequential p99 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     seq = {(s["server"], s["workers"]): s for s in results["sequential"]}
     for r in results["load"]:
         s = seq[(r["server"], r["workers"])]
         side = f"≤ {r['server_p99_ms_at_most']:g}" if r["server_p99_ms_at_most"] else "-"
         print(
-            f"| {r['server']} | {r['workers']} | {r['throughput']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['server']} | {r['workers']} | {r['throughput']:,.0f} | {r['throughput'] / r['workers']:,.0f} "
+            f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
             f"| {r['failures']} | {r['server_cpu_ms_per_request']:.3f} "
+            f"| {1000 / r['server_cpu_ms_per_request'] if r['server_cpu_ms_per_request'] else 0:,.0f} "
+            f"| {r.get('redis_cpu_ms_per_request', 0.0):.3f} "
             f"| {side} "
             f"| {r['client_cpu_s']:.1f} "
             f"| {s['p50_ms']:.2f} | {s['p99_ms']:.2f} |"
