@@ -675,7 +675,7 @@ def demo_loop(
     Parameters
     ----------
     folder
-        Where the demo project and its state go (reused if it exists: delete it to start over).
+        Where the demo project and its state go (must not exist yet).
     replay_start
         First replayed day; the champion is trained for the day before.
     days
@@ -704,6 +704,10 @@ def demo_loop(
             f"--replay-start and --drift-from must be days like 1998-06-25, got {replay_start!r}, {drift_from!r}"
         )
         return
+    if folder.exists() and any(folder.iterdir()):
+        _fail(f"{folder} already exists and is not empty: delete it or pass --folder to start a new demo")
+    if days < 1:
+        _fail(f"--days must be at least 1, got {days}")
     spec_path = Path(spec).resolve() if spec else find_spec_path()
     print("loading Dagster and the asset graph …", flush=True)
     from mlforge_assets import demo
