@@ -748,7 +748,8 @@ def demo_loop(
         share = r.drift_share.get(latest)
         drift_txt = f"drift {share:.2f}" if share is not None else ""
         print(
-            f"  [{r.seconds:5.0f} s] replayed {len(r.replayed_days)}/{days} (last {latest} {drift_txt}), "
+            f"  [{r.seconds:5.0f} s] runs {sum(r.runs_by_job.values()):>2}, "
+            f"replayed {len(r.replayed_days)}/{days} (last {latest} {drift_txt}), "
             f"retrains {len(r.retrain_runs)}, registered v{r.registered[-1]['version'] if r.registered else '-'}, "
             f"manifest rev {r.manifest_revision}",
             flush=True,

@@ -274,11 +274,11 @@ def watch(
             busy = instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_STATUSES)), limit=1)
             now = time.monotonic()
             state = (len(report.replayed_days), sum(report.runs_by_job.values()), bool(busy))
+            report.seconds = now - t0
             if state != seen:
                 seen, last_activity = state, now
                 if on_change:
                     on_change(report)
-            report.seconds = now - t0
             if len(report.replayed_days) >= days and not busy and now - last_activity >= settle_seconds:
                 report.finished = True
                 return report
