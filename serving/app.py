@@ -84,6 +84,7 @@ from mlforge.prediction_log import PredictionBatch, PredictionLogger
 from mlforge.project import SPEC_ENV, Project
 from mlforge.tracking import load_booster
 from serving.redis_reader import RedisReader
+from serving.trees import compile_booster
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -98,6 +99,7 @@ ACCESS_LOG_ENV = "MLFORGE_ACCESS_LOG"  # "on": uvicorn's per-request access log
 PREDICTION_LOG_ENV = "MLFORGE_PREDICTION_LOG"  # "off" disables the default prediction log
 MAX_BATCH = 1000
 INLINE_ROWS = 64  # requests with at most this many rows are scored on the event loop
+COMPILED_MAX_ROWS = 4  # up to this many rows are scored by the compiled trees (serving/trees.py)
 MAX_REPORTED_ERRORS = 20
 
 
@@ -235,6 +237,10 @@ def _scorer(booster: xgb.Booster, n_features: int) -> Callable[[np.ndarray], np.
     configuration serialised once. It is used only when it gives bit-identical scores to
     ``inplace_predict`` on probe rows (with missing values) at load time; otherwise, or if
     XGBoost's private helpers moved, the plain call is used.
+
+    Requests of at most ``COMPILED_MAX_ROWS`` rows are scored by the booster's trees compiled to
+    numpy arrays (:mod:`serving.trees`: ~23 µs for one row instead of ~53 µs, verified
+    bit-identical to ``inplace_predict`` at load time), when the model allows it.
     """
 
     def plain(x: np.ndarray) -> np.ndarray:
@@ -280,11 +286,21 @@ def _scorer(booster: xgb.Booster, n_features: int) -> Callable[[np.ndarray], np.
         rng = np.random.default_rng(0)
         probe = rng.normal(0, 50, (64, n_features)).astype(np.float32)
         probe[rng.random(probe.shape) < 0.2] = np.nan
-        if np.array_equal(fast(probe), plain(probe)) and np.array_equal(fast(probe[:1]), plain(probe[:1])):
-            return fast
+        if not (
+            np.array_equal(fast(probe), plain(probe)) and np.array_equal(fast(probe[:1]), plain(probe[:1]))
+        ):
+            fast = plain
     except Exception as exc:  # an XGBoost without these internals: the public call
         log.info("fast XGBoost prediction path unavailable (%s); using inplace_predict", exc)
-    return plain
+        fast = plain
+    compiled = compile_booster(booster, n_features)
+    if compiled is None:
+        return fast
+
+    def small_compiled(x: np.ndarray) -> np.ndarray:
+        return compiled(x) if len(x) <= COMPILED_MAX_ROWS else fast(x)
+
+    return small_compiled
 
 
 @dataclass(frozen=True)
