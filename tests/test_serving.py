@@ -622,3 +622,49 @@ def test_redis_reader_reads_like_the_store_and_reconnects(
     again = reader.read(VIEW, ids[:1], width)
     assert again is not None and again[1].tolist() == [True]
     assert RedisReader.for_store(open_online_store(f"sqlite:///{tmp_path / 'x.db'}")) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled trees (serving.trees) against XGBoost
+# ---------------------------------------------------------------------------------------------
+
+
+def test_compiled_trees_score_bit_identical_to_xgboost(manifest: Manifest, snapshot: pl.DataFrame) -> None:
+    from serving.trees import compile_booster
+
+    booster = load_booster(manifest.variants[0].booster_uri)
+    n = len(manifest.feature_names)
+    compiled = compile_booster(booster, n)
+    assert compiled is not None
+    rng = np.random.default_rng(42)
+    x = rng.normal(0, 60, (3000, n)).astype(np.float32)
+    x[rng.random(x.shape) < 0.25] = np.nan
+    real = snapshot.select(manifest.feature_names).to_numpy().astype(np.float32)[:1000]
+    for rows in (x, real):
+        want = np.asarray(booster.inplace_predict(rows), dtype=np.float64)
+        got = np.concatenate([compiled(rows[i : i + 1]) for i in range(len(rows))])
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(compiled(rows[:4]), want[:4])
+
+
+def test_compiled_trees_decline_models_they_do_not_cover() -> None:
+    import xgboost as xgb
+
+    from serving.trees import compile_booster
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    multi = xgb.train(
+        {"objective": "multi:softprob", "num_class": 3, "max_depth": 2},
+        xgb.DMatrix(x, label=rng.integers(0, 3, 60)),
+        num_boost_round=3,
+    )
+    assert compile_booster(multi, 3) is None
+    reg = xgb.train(
+        {"objective": "reg:squarederror", "max_depth": 3},
+        xgb.DMatrix(x, label=x[:, 0] * 2 + 1),
+        num_boost_round=5,
+    )
+    compiled = compile_booster(reg, 3)
+    assert compiled is not None
+    np.testing.assert_array_equal(compiled(x[:1]), np.asarray(reg.inplace_predict(x[:1]), dtype=np.float64))
