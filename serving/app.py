@@ -35,7 +35,14 @@ dagster, mlflow, pandas or evidently (a test checks this), so it starts in about
   never logged or returned. Rollback and traffic write a new manifest revision and load it in
   this worker at once; other workers pick it up on their next poll.
 - Small requests (≤ ``INLINE_ROWS`` rows) are scored on the event loop, larger ones in the thread
-  pool; boosters predict with one thread through XGBoost's C prediction call (see ``_scorer``).
+  pool; boosters predict with one thread through XGBoost's C prediction call (see ``_scorer``),
+  requests of ≤ ``COMPILED_MAX_ROWS`` rows through the booster's trees compiled to numpy arrays
+  (``serving/trees.py``, bit-identical to XGBoost, verified at load).
+- The request path is kept cheap: a plainly valid ``POST /predict/{endpoint}`` is answered by a
+  pure-ASGI fast path in front of FastAPI (:class:`ServingApp`) through the same
+  :func:`answer_predict` as the FastAPI route (same status codes and bytes; anything needing
+  validation messages goes to FastAPI), and Redis lookups are one pre-packed MGET on a dedicated
+  connection (``serving/redis_reader.py``).
 """
 
 from __future__ import annotations
@@ -522,6 +529,8 @@ class ServingState:
         self.deployed: frozenset[str] = frozenset()  # endpoints whose manifest exists (last poll)
         self.problems: Mapping[str, str] = MappingProxyType({})  # load errors by endpoint
         self._boosters: dict[tuple[str, int], tuple[str, xgb.Booster]] = {}
+        # scorer per (model, version, feature count), built once per loaded booster
+        self._scorers: dict[tuple[str, int, int], tuple[xgb.Booster, Callable[[np.ndarray], np.ndarray]]] = {}
         self._refresh_lock = threading.Lock()
         self._store: OnlineStore | None = None
         self._reader: RedisReader | None = None  # lean MGETs when the store is Redis
@@ -575,7 +584,10 @@ class ServingState:
                 )
             booster.inplace_predict(np.full((1, n), np.nan, dtype=np.float32))  # warm up
             boosters[(v.model_name, v.version)] = booster
-            scorers[(v.model_name, v.version)] = _scorer(booster, n)
+            cached = self._scorers.get((v.model_name, v.version, n))
+            if cached is None or cached[0] is not booster:  # a new booster object: verify again
+                cached = self._scorers[(v.model_name, v.version, n)] = (booster, _scorer(booster, n))
+            scorers[(v.model_name, v.version)] = cached[1]
         cumulative = tuple(int(c) for c in np.cumsum([v.traffic for v in answering]))
         return LoadedEndpoint(
             manifest=manifest,
@@ -655,6 +667,8 @@ class ServingState:
             in_use = {k for ep in self.live.values() for k in ep.boosters}
             for key in [k for k in self._boosters if k not in in_use]:
                 del self._boosters[key]
+            for skey in [k for k in self._scorers if k[:2] not in in_use]:
+                del self._scorers[skey]
 
     async def reload_loop(self) -> None:
         """Poll the manifests forever; one failed poll never stops the loop."""
