@@ -151,6 +151,69 @@ def batches_to_frame(batches: Sequence[PredictionBatch]) -> pl.DataFrame:
 
 
 def _frame(batches: Sequence[PredictionBatch], names: tuple[str, ...]) -> pl.DataFrame:
+    if not any(b.shadow_scores or b.shadow_failed for b in batches):
+        return _frame_no_shadows(batches, names)
+    return _frame_general(batches, names)
+
+
+def _frame_no_shadows(batches: Sequence[PredictionBatch], names: tuple[str, ...]) -> pl.DataFrame:
+    """`_frame_general` for batches without shadow variants: the same frame, numpy work done once.
+
+    The serving path logs one small batch per request, so a flush holds thousands of them; the
+    per-batch numpy calls of the general path cost ~8 µs each, here there are none.
+    """
+    import polars as pl
+
+    batches = [b for b in batches if len(b.entity_ids)]
+    if not batches:
+        return empty_frame()
+    counts = [len(b.entity_ids) for b in batches]
+    total = sum(counts)
+    rep = np.asarray(counts)
+    found = np.concatenate([b.found for b in batches]).astype(bool, copy=False)
+    failed = np.zeros(total, dtype=bool)
+    entity: list[str | None] = []
+    variant: list[str] = []
+    version: list[int] = []
+    start = 0
+    for b, n in zip(batches, counts, strict=True):
+        if b.failed is not None:
+            failed[start : start + n] = b.failed
+        entity.extend(b.entity_ids)
+        variant.extend(b.variants)
+        version.extend(b.versions if len(b.versions) == n else [0] * n)
+        start += n
+    scores = np.concatenate([b.scores for b in batches]).astype(np.float64, copy=False)
+    batch_of_row = np.repeat(np.arange(len(batches)), rep)
+    starts = np.cumsum(rep) - rep
+    micros = (np.asarray([b.timestamp for b in batches], dtype=np.float64) * 1e6).astype(np.int64)
+    status = np.where(failed, STATUS_ERROR, np.where(found, STATUS_OK, STATUS_NOT_FOUND))
+    data: dict[str, Any] = {
+        "request_id": pl.Series([b.request_id for b in batches], dtype=pl.String).gather(batch_of_row),
+        "row": pl.Series((np.arange(total) - np.repeat(starts, rep)).astype(np.int32)),
+        "endpoint": pl.Series([b.endpoint for b in batches], dtype=pl.String).gather(batch_of_row),
+        "revision": pl.Series(np.repeat(np.asarray([b.revision for b in batches], dtype=np.int32), rep)),
+        "entity_id": pl.Series(entity, dtype=pl.String),
+        "variant": pl.Series(variant, dtype=pl.String),
+        "model_version": pl.Series(np.asarray(version, dtype=np.int32)),
+        "shadow": pl.Series(np.zeros(total, dtype=bool)),
+        "found": pl.Series(found),
+        "status": pl.Series(status.astype(str), dtype=pl.String),
+        "score": pl.Series(np.where(found & ~failed, scores, np.nan), nan_to_null=True),
+        "latency_ms": pl.Series(
+            np.repeat(np.asarray([b.latency_ms for b in batches], dtype=np.float32), rep)
+        ),
+        "timestamp": pl.Series(np.repeat(micros, rep)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+    }
+    frame = pl.DataFrame(data)
+    x = np.concatenate([b.features for b in batches]).astype(np.float32, copy=False)
+    if names and x.ndim == 2 and x.shape[1] == len(names):
+        feats = pl.DataFrame(x, schema=list(names), orient="row").to_struct("features")
+        frame = frame.with_columns(feats)
+    return frame
+
+
+def _frame_general(batches: Sequence[PredictionBatch], names: tuple[str, ...]) -> pl.DataFrame:
     import polars as pl
 
     request_id: list[str] = []

@@ -405,3 +405,27 @@ def test_a_failing_variant_is_a_500_logged_as_error_rows_and_counted(
     )
     shadow_ok_request = frame.filter((pl.col("request_id") == "ok") & pl.col("shadow"))
     assert set(shadow_ok_request["status"]) == {"error"}
+
+
+def test_frame_without_shadows_equals_the_general_frame() -> None:
+    from mlforge.prediction_log import _frame_general, _frame_no_shadows
+
+    rng = np.random.default_rng(3)
+    batches = []
+    for k in range(40):
+        n = int(rng.integers(0, 5))
+        found = rng.random(n) < 0.7
+        b = batch(max(n, 0), request_id=f"r{k}", found=found)
+        if k % 7 == 0 and n:
+            b = dataclasses.replace(b, failed=found & (rng.random(n) < 0.5))
+        if k % 5 == 0:
+            b = dataclasses.replace(b, versions=[])  # unknown versions log as 0
+        if k % 3 == 0 and n:
+            b = dataclasses.replace(b, entity_ids=[None] * n)  # explicit rows without entity key
+        batches.append(b)
+    fast = _frame_no_shadows(batches, NAMES)
+    general = _frame_general(batches, NAMES)
+    assert fast.height == sum(len(b.entity_ids) for b in batches) > 0
+    assert fast.schema == general.schema
+    assert fast.equals(general)
+    assert _frame_no_shadows([batch(0)], NAMES).height == 0
