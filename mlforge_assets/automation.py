@@ -11,12 +11,13 @@ import dagster as dg
 
 from mlforge.alerts import Alert
 from mlforge.canary import decide
-from mlforge.deployment import DeploymentConflictError, read_manifest, write_manifest
+from mlforge.deployment import DeploymentConflictError, Manifest, read_manifest, write_manifest
 from mlforge.prediction_log import days_between, read_prediction_logs
 from mlforge.project import Project
+from mlforge.registry import CHAMPION
 from mlforge.spec import DeploymentSpec
 from mlforge_assets.common import asset_key, step_failures
-from mlforge_resources import AlertsResource, StorageResource
+from mlforge_resources import AlertsResource, MLflowResource, StorageResource
 
 IN_PROGRESS_STATUSES = (
     dg.DagsterRunStatus.QUEUED,
@@ -252,6 +253,47 @@ def alert_on_run_failure(project: Project) -> dg.SensorDefinition:
     return _sensor
 
 
+def sync_champion_alias(
+    mlflow: MLflowResource, written: Manifest, before: Manifest, action: str, reason: str, log: Any
+) -> str:
+    """Make the registry say what serves: `champion` → the version now answering all traffic.
+
+    A rollout's end is decided from live traffic, after the registry's gate: a promotion makes
+    the promoted version champion, a rollback or rejection puts the alias back on the version that
+    kept serving and tags the other one with the verdict. The manifest is already written, so a
+    registry that cannot be reached is logged, not raised.
+    """
+    live = [v for v in written.answering() if v.traffic == 100]
+    if not live:
+        return "unchanged (no single live version)"
+    version = live[0].version
+    others = {v.version for v in before.variants} - {version}
+    try:
+        tracker = mlflow.get()
+        current = tracker.alias(written.model, CHAMPION)
+        if current is None or current.version != version:
+            tracker.set_alias(written.model, CHAMPION, version)
+        verdict = {"promote": "promoted", "rollback": "rolled_back", "reject": "rejected"}[action]
+        tracker.set_version_tags(
+            written.model,
+            version,
+            {"mlforge.deployment": "live", "mlforge.deployment_revision": str(written.revision)},
+        )
+        for other in sorted(others):
+            if verdict != "promoted":
+                tracker.set_version_tags(
+                    written.model,
+                    other,
+                    {"mlforge.deployment": verdict, "mlforge.deployment_reason": reason[:500]},
+                )
+    except Exception as exc:  # the registry is a mirror here; the manifest decides what serves
+        log.warning(f"{written.endpoint}: could not move the champion alias to v{version}: {exc}")
+        return f"not moved: {type(exc).__name__}"
+    moved = "kept" if current is not None and current.version == version else "moved"
+    log.info(f"{written.endpoint}: champion alias {moved} on v{version} ({verdict})")
+    return f"{moved} → v{version}"
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -281,7 +323,9 @@ def canary_sensor(
         ),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def _sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+    def _sensor(
+        context: dg.SensorEvaluationContext, storage: StorageResource, mlflow: MLflowResource
+    ) -> dg.SensorResult:
         store = storage.get()
         manifest = read_manifest(store, endpoint)
         if manifest is None:
@@ -310,6 +354,10 @@ def canary_sensor(
             if st.mean_score is not None:
                 metadata[f"{name}_mean_score"] = round(st.mean_score, 6)
         context.log.info(f"{endpoint}: wrote revision {written.revision} ({decision.action})")
+        if decision.action in ("promote", "rollback", "reject"):
+            metadata["mlforge/champion_alias"] = sync_champion_alias(
+                mlflow, written, manifest, decision.action, decision.reason, context.log
+            )
         return dg.SensorResult(
             cursor=str(written.revision),
             asset_events=[dg.AssetObservation(asset_key=deployment, metadata=metadata)],

@@ -9,6 +9,7 @@ materialized example project.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,7 @@ from mlforge.spec import DeploymentSpec, PromotionCriteria, StrategySpec
 from mlforge.storage import LocalStorage
 from mlforge_assets.automation import canary_sensor
 from mlforge_assets.factory import build_definitions
-from mlforge_resources import StorageResource
+from mlforge_resources import resources_for
 from serving.app import create_app
 
 ENDPOINT = "churn-api"
@@ -384,17 +385,27 @@ def test_stats_and_psi() -> None:
 
 
 def canary_project(project: Project, root: Path, strategy: StrategySpec) -> Project:
-    """The example project with `strategy` on churn-api and its own storage root."""
+    """The example project with `strategy` on churn-api, its own storage root and its own registry.
+
+    The registry is a copy of the shared one (the sensor moves the champion alias; the shared
+    state must stay as the other tests expect it).
+    """
     spec = project.spec.model_copy(
         update={"deployments": [DeploymentSpec(endpoint=ENDPOINT, model="churn", strategy=strategy)]}
     )
-    settings = dataclasses.replace(project.settings, storage_root=str(root / "storage"))
+    db = Path(project.settings.tracking_uri.removeprefix("sqlite:///"))
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(db, root / "mlflow.db")
+    settings = dataclasses.replace(
+        project.settings, storage_root=str(root / "storage"), tracking_uri=f"sqlite:///{root / 'mlflow.db'}"
+    )
     return Project(spec, project.root, settings)
 
 
 def tick(sensor: dg.SensorDefinition, project: Project, cursor: str | None = None) -> Any:
+    resources = resources_for(project)
     ctx = dg.build_sensor_context(
-        cursor=cursor, resources={"storage": StorageResource(root=project.settings.storage_root)}
+        cursor=cursor, resources={"storage": resources["storage"], "mlflow": resources["mlflow"]}
     )
     return sensor.evaluate_tick(ctx)
 
