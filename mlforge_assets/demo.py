@@ -178,6 +178,7 @@ class LoopReport:
     retrain_runs: list[dict[str, Any]] = field(default_factory=list)
     runs_by_job: dict[str, int] = field(default_factory=dict)
     failed_runs: list[str] = field(default_factory=list)
+    automation_runs: list[str] = field(default_factory=list)
     sensor_ticks: dict[str, int] = field(default_factory=dict)
     registered: list[dict[str, Any]] = field(default_factory=list)
     manifest_revision: int | None = None
@@ -191,6 +192,7 @@ class LoopReport:
             out.append(f"  drift {d}   {s:.2f}")
         out.append(f"runs by job        {self.runs_by_job}")
         out.append(f"retrain runs       {[(r['partition'], r['status']) for r in self.retrain_runs]}")
+        out.append(f"automation runs    {sorted(self.automation_runs)}")
         for r in self.registered:
             out.append(f"  registered       {r}")
         out.append(f"manifest           revision {self.manifest_revision}, versions {self.manifest_versions}")
@@ -211,6 +213,9 @@ def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
         report.runs_by_job[run.job_name] = report.runs_by_job.get(run.job_name, 0) + 1
         if run.status == dg.DagsterRunStatus.FAILURE:
             report.failed_runs.append(f"{run.job_name}:{run.tags.get('dagster/partition')}:{run.run_id[:8]}")
+        if run.tags.get("dagster/from_automation_condition") or run.job_name == "__ASSET_JOB":
+            keys = sorted(k.to_user_string().removeprefix(f"{p}/") for k in run.asset_selection or [])
+            report.automation_runs.append(f"{','.join(keys)} {run.tags.get('dagster/partition', '')}".strip())
         if run.tags.get("mlforge/replay") and run.status == dg.DagsterRunStatus.SUCCESS:
             report.replayed_days.append(run.tags.get("dagster/partition", "?"))
         if run.tags.get("mlforge/trigger") == "drift":
