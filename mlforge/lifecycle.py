@@ -67,6 +67,16 @@ class TrainedModel:
         """Inverse of to_json."""
         return cls(**{**d, "cutoff": date.fromisoformat(d["cutoff"])})
 
+    def logged_model(self) -> LoggedModel:
+        """The MLflow logged model this training produced (what a model version is created from)."""
+        return LoggedModel(
+            self.run_id,
+            self.model_id,
+            self.model_uri,
+            self.booster_uri.rsplit("/", 1)[0],
+            self.experiment_id,
+        )
+
 
 def train_cutoff(
     storage: Storage,
@@ -167,13 +177,7 @@ def register_cutoff(
 ) -> Registration:
     """Register the cutoff's model as `challenger`; promote to `champion` only through the gate."""
     trained = read_trained(storage, model.name, cutoff)
-    logged = LoggedModel(
-        trained.run_id,
-        trained.model_id,
-        trained.model_uri,
-        trained.booster_uri.rsplit("/", 1)[0],
-        trained.experiment_id,
-    )
+    logged = trained.logged_model()
     existing = _version_of_run(tracker, model.name, trained.run_id)
     mv = existing or tracker.register(
         model.name,

@@ -23,7 +23,7 @@ from test_strategies import (
 from mlforge.deployment import read_manifest, write_manifest
 from mlforge.lifecycle import read_trained
 from mlforge.prediction_log import PredictionLogger
-from mlforge.tracking import LoggedModel, Tracker
+from mlforge.tracking import Tracker
 from mlforge_assets.automation import canary_sensor
 
 
@@ -32,13 +32,7 @@ def _two_versions(materialized: Any, project: Any) -> Tracker:
     s = project.settings
     tracker = Tracker(s.tracking_uri, s.artifact_root)
     trained = read_trained(materialized.project.storage, "churn", date(1998, 6, 30))
-    logged = LoggedModel(
-        trained.run_id,
-        trained.model_id,
-        trained.model_uri,
-        trained.booster_uri.rsplit("/", 1)[0],
-        trained.experiment_id,
-    )
+    logged = trained.logged_model()
     v2 = tracker.register("churn", logged, {"mlforge.cutoff": "1998-06-30"})
     assert v2.version == 2
     tracker.set_alias("churn", "champion", 2)  # the gate promoted it; the canary starts
