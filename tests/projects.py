@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,3 +32,16 @@ def write_spec(folder: Path, spec: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mlforge.yaml").write_text(yaml.safe_dump(spec))
     return folder / "mlforge.yaml"
+
+
+def copy_state(src: Path, dst: Path, keep_days: set[str]) -> None:
+    """A private copy of a state folder without what stage tests on late days never read (raw, DVC,
+    the Dagster instance, feature days other than `keep_days`): the shared state is never written."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skip = {n for n in names if n in {"dagster", "dvc", "dvc-remote", "raw", "reports"}}
+        if Path(folder).parent.name == "features":
+            skip |= {n for n in names if n.startswith("date=") and n[5:] not in keep_days}
+        return skip
+
+    shutil.copytree(src, dst, ignore=ignore)

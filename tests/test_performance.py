@@ -3,20 +3,16 @@ state (batch and served quality once labels matured, the not-matured status, lat
 
 from __future__ import annotations
 
-import http.server
-import json
-import shutil
-import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
 import yaml
+from projects import copy_state
 
 from mlforge.errors import SpecError
 from mlforge.labels import LABEL, label_key
@@ -36,6 +32,7 @@ from mlforge.project import Project
 from mlforge.spec import parse_spec
 from mlforge.storage import Storage, read_json, read_parquet
 from mlforge_assets.runner import Runner
+from servers import Receiver
 
 MATURED = date(1998, 4, 1)  # the last day whose 90-day labels exist in the history (the holdout day)
 LATE = date(1998, 6, 30)  # labels mature on 1998-09-28, after the history ends
@@ -203,23 +200,10 @@ def test_unknown_alert_threshold_fails_spec_validation(repo_root: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _copy_state(src: Path, dst: Path, keep_days: set[str]) -> None:
-    """The session state minus what these tests never read (raw, DVC, the Dagster instance, most
-    feature days): the session's own folder is never written to."""
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        skip = {n for n in names if n in {"dagster", "dvc", "dvc-remote", "raw", "reports"}}
-        if Path(folder).parent.name == "features":
-            skip |= {n for n in names if n.startswith("date=") and n[5:] not in keep_days}
-        return skip
-
-    shutil.copytree(src, dst, ignore=ignore)
-
-
 @pytest.fixture(scope="module")
 def perf_state(materialized, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     dst = tmp_path_factory.mktemp("perf") / "state"
-    _copy_state(materialized.state_dir, dst, {MATURED.isoformat(), LATE.isoformat()})
+    copy_state(materialized.state_dir, dst, {MATURED.isoformat(), LATE.isoformat()})
     return dst
 
 
@@ -326,32 +310,11 @@ def test_asset_on_a_day_whose_labels_have_not_matured(perf_state: Path, repo_roo
     assert summary["status"] == "labels not matured" and summary["auc"] is None
 
 
-class _Receiver(http.server.BaseHTTPRequestHandler):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    received: list[dict[str, Any]] = []
-    handler = type("Receiver", (_Receiver,), {"received": received})
-    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("MLFORGE_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
-    try:
-        yield received
-    finally:
-        server.shutdown()
-        server.server_close()
+def webhook(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the alert webhook received (the receiver runs on 127.0.0.1)."""
+    monkeypatch.setenv("MLFORGE_ALERT_WEBHOOK_URL", receiver.url)
+    return receiver.received
 
 
 def test_latency_breach_fires_once_and_resolves(perf_state: Path, repo_root: Path, webhook) -> None:  # type: ignore[no-untyped-def]
