@@ -6,7 +6,7 @@ checks and metadata. A materialization of one partition or of a range calls `run
 list of days, so a backfill of a range is one run per asset.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -225,6 +225,11 @@ def raise_alerts(
         )
         if sent is not None:
             stage.context.log.warning(f"alert {sent.status}: {sent.summary}")
+
+
+def metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain values of materialization/observation metadata (MetadataValue → its `.value`)."""
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
 
 
 def _md(v: Any) -> Any:

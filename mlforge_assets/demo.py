@@ -33,6 +33,7 @@ from mlforge.deployment import read_manifest
 from mlforge.project import Project
 from mlforge.simulate import DriftScenario, inject_drift, write_whitespace
 from mlforge_assets.automation import IN_PROGRESS_STATUSES
+from mlforge_assets.common import metadata_values
 from mlforge_assets.runner import Runner, StepResult
 
 INSTANCE_YAML = """\
@@ -242,7 +243,7 @@ def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
         for r in sorted(recs, key=lambda r: r.storage_id):
             mat = r.asset_materialization
             if mat:
-                md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+                md = metadata_values(mat.metadata)
                 report.registered.append(
                     {
                         "partition": mat.partition,

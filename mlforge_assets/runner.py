@@ -15,7 +15,7 @@ import dagster as dg
 
 from mlforge.errors import MLForgeError
 from mlforge.project import Project
-from mlforge_assets.common import step_failures
+from mlforge_assets.common import metadata_values, step_failures
 from mlforge_assets.factory import build_assets
 from mlforge_resources import resources_for
 
@@ -80,9 +80,7 @@ class Runner:
         meta: dict[str, dict[str, object]] = {}
         for ev in result.get_asset_materialization_events():
             mat = ev.event_specific_data.materialization  # type: ignore[union-attr]
-            meta[mat.asset_key.to_user_string()] = {
-                k: getattr(v, "value", v) for k, v in mat.metadata.items()
-            }
+            meta[mat.asset_key.to_user_string()] = metadata_values(mat.metadata)
         return StepResult(
             keys=[k.to_user_string() for k in keys],
             first=first.isoformat(),

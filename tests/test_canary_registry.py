@@ -25,6 +25,7 @@ from mlforge.lifecycle import read_trained
 from mlforge.prediction_log import PredictionLogger
 from mlforge.tracking import Tracker
 from mlforge_assets.automation import canary_sensor
+from mlforge_assets.common import metadata_values
 
 
 def _two_versions(materialized: Any, project: Any) -> Tracker:
@@ -52,7 +53,7 @@ def test_canary_rollback_puts_the_champion_alias_back_and_tags_the_version(
         pl.concat([rows(m, "stable", 500), rows(m, "canary", 150, latency_ms=400.0, seed=1)]),
     )
     result = tick(canary_sensor(project, project.spec.deployment(ENDPOINT)), project)
-    meta = {k: getattr(v, "value", v) for k, v in result.asset_events[0].metadata.items()}
+    meta = metadata_values(result.asset_events[0].metadata)
     assert meta["mlforge/canary_action"] == "rollback"
     assert meta["mlforge/champion_alias"] == "moved → v1"
     champion = tracker.alias("churn", "champion")
@@ -78,7 +79,7 @@ def test_canary_promotion_keeps_the_gate_s_champion(materialized: Any, tmp_path:
     result = tick(
         canary_sensor(project, project.spec.deployment(ENDPOINT), clock=lambda: clock["now"]), project
     )
-    meta = {k: getattr(v, "value", v) for k, v in result.asset_events[0].metadata.items()}
+    meta = metadata_values(result.asset_events[0].metadata)
     assert meta["mlforge/canary_action"] == "promote"
     assert meta["mlforge/champion_alias"] == "kept → v2"
     champion = tracker.alias("churn", "champion")

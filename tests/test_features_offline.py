@@ -497,27 +497,28 @@ def _lines() -> list[str]:
     return CDNOW.read_text().splitlines()
 
 
-def test_line_with_three_fields_names_the_line(transactions: DatasetSpec, tmp_path: Path) -> None:
-    lines = _lines()
-    lines.insert(11, " 00009 19970101 1")  # becomes line 12 of the file
+def _source_error(transactions: DatasetSpec, tmp_path: Path, lines: list[str]) -> str:
+    """Write `lines` as a source file and return the DataError reading it raises (path included)."""
     p = tmp_path / "bad.txt"
     p.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError) as info:
         read_source(transactions, str(p))
     msg = str(info.value)
     assert str(p) in msg
+    return msg
+
+
+def test_line_with_three_fields_names_the_line(transactions: DatasetSpec, tmp_path: Path) -> None:
+    lines = _lines()
+    lines.insert(11, " 00009 19970101 1")  # becomes line 12 of the file
+    msg = _source_error(transactions, tmp_path, lines)
     assert "line 12 has 3 fields, the header has 4" in msg
 
 
 def test_non_numeric_dollar_value_names_the_column_and_row(transactions: DatasetSpec, tmp_path: Path) -> None:
     lines = _lines()
     lines.insert(11, " 00009 19970101 1 twelve")  # data row 11 (line 12 of the file)
-    p = tmp_path / "bad.txt"
-    p.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError) as info:
-        read_source(transactions, str(p))
-    msg = str(info.value)
-    assert str(p) in msg
+    msg = _source_error(transactions, tmp_path, lines)
     assert "column 'dollar_value' row 11: cannot parse 'twelve' as float" in msg
     assert "(1 bad value(s) in all)" in msg
 
@@ -525,10 +526,8 @@ def test_non_numeric_dollar_value_names_the_column_and_row(transactions: Dataset
 def test_unparseable_date_names_the_column(transactions: DatasetSpec, tmp_path: Path) -> None:
     lines = _lines()[:20]
     lines[3] = " 00003 19971301 2 3.00"
-    p = tmp_path / "bad.txt"
-    p.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"column 'date' row 3: cannot parse '19971301' as date"):
-        read_source(transactions, str(p))
+    msg = _source_error(transactions, tmp_path, lines)
+    assert "column 'date' row 3: cannot parse '19971301' as date" in msg
 
 
 def test_missing_source_file_is_a_data_error(transactions: DatasetSpec, tmp_path: Path) -> None:
@@ -547,8 +546,4 @@ def test_field_count_error_line_number_counts_blank_lines(transactions: DatasetS
     lines = _lines()[:10]
     lines[5:5] = ["", ""]  # two blank lines (lines 6 and 7)
     lines.append(" 00009 19970101 1")  # physical line 13
-    p = tmp_path / "bad.txt"
-    p.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError) as info:
-        read_source(transactions, str(p))
-    assert "line 13 has 3 fields" in str(info.value)
+    assert "line 13 has 3 fields" in _source_error(transactions, tmp_path, lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from manifests import manifest, variant
 
 from mlforge.deployment import (
     Manifest,
@@ -94,29 +95,6 @@ def test_exactly_max_regression_worse_is_promoted(candidate: float, champion: fl
 
 
 # --- plan_variants ------------------------------------------------------------------------
-
-
-def variant(version: int, name: str = "champion", traffic: int = 100) -> Variant:
-    return Variant(
-        name=name,
-        model_name="churn",
-        version=version,
-        booster_uri=f"file:///models/churn/{version}/model.ubj",
-        traffic=traffic,
-    )
-
-
-def manifest(variants: list[Variant], strategy: str = "blue_green", endpoint: str = "churn-api") -> Manifest:
-    return Manifest(
-        endpoint=endpoint,
-        model="churn",
-        strategy=strategy,  # type: ignore[arg-type]
-        feature_service="churn_features",
-        feature_names=["f1", "f2"],
-        entity_key="customer_id",
-        views=["customer_activity"],
-        variants=variants,
-    )
 
 
 def summary(variants: list[Variant]) -> list[tuple[str, int, int, bool]]:

@@ -21,6 +21,8 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from manifests import manifest as base_manifest
+from manifests import variant
 
 from mlforge.canary import Decision, agreement, decide, psi, variant_stats
 from mlforge.deployment import (
@@ -38,6 +40,7 @@ from mlforge.project import Project
 from mlforge.spec import DeploymentSpec, PromotionCriteria, StrategySpec
 from mlforge.storage import LocalStorage
 from mlforge_assets.automation import canary_sensor
+from mlforge_assets.common import metadata_values
 from mlforge_assets.factory import build_definitions
 from mlforge_resources import resources_for
 from serving.app import create_app
@@ -52,30 +55,9 @@ CANARY = StrategySpec(kind="canary", steps=[5, 25, 50, 100], evaluation_minutes=
 # ---------------------------------------------------------------------------------------------
 
 
-def variant(version: int, name: str, traffic: int, shadow: bool = False) -> Variant:
-    return Variant(
-        name=name,
-        model_name="churn",
-        version=version,
-        booster_uri=f"file:///models/churn/{version}/model.ubj",
-        traffic=traffic,
-        shadow=shadow,
-    )
-
-
 def manifest(variants: list[Variant], strategy: str = "canary", **kw: Any) -> Manifest:
-    return Manifest(
-        endpoint=ENDPOINT,
-        model="churn",
-        strategy=strategy,  # type: ignore[arg-type]
-        feature_service="churn_features",
-        feature_names=["f1", "f2"],
-        entity_key="customer_id",
-        views=["customer_activity"],
-        variants=variants,
-        created_at=T0.isoformat(),
-        **kw,
-    )
+    """A canary manifest created at T0 unless said otherwise."""
+    return base_manifest(variants, strategy, **{"created_at": T0.isoformat(), **kw})
 
 
 def rollout(stable: int = 1, candidate: int = 2, share: int = 5) -> Manifest:
@@ -445,7 +427,7 @@ def test_sensor_reads_the_log_writes_each_step_and_records_it(materialized: Any,
         cursor = result.cursor
         (obs,) = result.asset_events
         assert obs.asset_key == dg.AssetKey(["churn", "deployments", ENDPOINT])
-        meta = {k: getattr(v, "value", v) for k, v in obs.metadata.items()}
+        meta = metadata_values(obs.metadata)
         assert meta["mlforge/canary_action"] == ("promote" if expected == 100 else "advance")
         assert meta["canary_rows"] == 200 and meta["stable_rows"] == 1000
         new = read_manifest(storage, ENDPOINT)
@@ -467,7 +449,7 @@ def test_sensor_rolls_back_a_misbehaving_canary(materialized: Any, tmp_path: Pat
         project, project.spec.deployment(ENDPOINT)
     )  # the real clock: no waiting for a breach
     result = tick(sensor, project)
-    meta = {k: getattr(v, "value", v) for k, v in result.asset_events[0].metadata.items()}
+    meta = metadata_values(result.asset_events[0].metadata)
     assert meta["mlforge/canary_action"] == "rollback" and "p99 latency" in meta["mlforge/canary_reason"]
     assert meta["canary_latency_p99_ms"] == 400.0
     current = read_manifest(storage, ENDPOINT)
@@ -651,7 +633,7 @@ def test_live_canary_with_a_bad_model_is_rolled_back(
     assert np.mean(by_variant["canary"]) - np.mean(by_variant["stable"]) > 0.1  # the bad model shows
     logger.flush()
     result = tick(canary_sensor(own, own.spec.deployment(ENDPOINT)), own)  # breach: no waiting period
-    meta = {k: getattr(v, "value", v) for k, v in result.asset_events[0].metadata.items()}
+    meta = metadata_values(result.asset_events[0].metadata)
     assert meta["mlforge/canary_action"] == "rollback" and "mean score shift" in meta["mlforge/canary_reason"]
     rolled = read_manifest(own.storage, ENDPOINT)
     assert rolled is not None and rolled.revision == m.revision + 1
