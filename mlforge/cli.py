@@ -370,13 +370,12 @@ def data_validate(dataset: str | None = None, spec: Spec = None, home: Home = No
         Name of the dataset (default: all).
     """
     from mlforge import checks
-    from mlforge.datasets import read_source
 
     project = _project(spec, home)
     failed = False
     targets = [project.spec.dataset(dataset)] if dataset else project.spec.datasets
     for ds in targets:
-        frame = read_source(ds, project.source_path(ds.source.path))
+        frame = project.read_source(ds)
         print(f"{ds.name}: {frame.height:,} rows from {ds.source.path}")
         for outcome in (checks.not_null(frame, ds), checks.value_ranges(frame, ds)):
             failed |= not outcome.passed
@@ -422,7 +421,6 @@ def data_register(
     import yaml
 
     from mlforge import checks
-    from mlforge.datasets import read_source
 
     project = _project(spec, home)
     s = project.spec
@@ -434,7 +432,7 @@ def data_register(
         _fail(f"unknown entity {entity!r} (known: {entities})")
         return
     ds = _infer_dataset(project, name, path, format, timestamp_column, timestamp_format, entity, column or [])
-    frame = read_source(ds, project.source_path(path))
+    frame = project.read_source(ds, path)
     print(
         f"{path}: {frame.height:,} rows, columns "
         + ", ".join(f"{c} ({t.type})" for c, t in ds.columns.items())
@@ -466,7 +464,6 @@ def _infer_dataset(  # type: ignore[no-untyped-def]
     import polars as pl
     from pydantic import ValidationError
 
-    from mlforge.datasets import read_source
     from mlforge.errors import DataError
     from mlforge.spec import DatasetSpec
 
@@ -488,8 +485,8 @@ def _infer_dataset(  # type: ignore[no-untyped-def]
             where = ".".join(str(p) for p in err["loc"])
             raise DataError(f"dataset {name}: {err['msg']}" + (f" (at {where})" if where else "")) from None
 
-    header = _source_columns(src, fmt)
-    text = read_source(make({c: {"type": "string"} for c in header}), src)
+    header = _source_columns(src, fmt, project.settings.storage_endpoint_url)
+    text = project.read_source(make({c: {"type": "string"} for c in header}), path)
     join_keys = {e.join_key for e in project.spec.entities if e.name == entity}
     columns: dict[str, dict[str, object]] = {}
     for c in header:
@@ -516,25 +513,16 @@ def _infer_dataset(  # type: ignore[no-untyped-def]
     return make(columns)
 
 
-def _source_columns(src: str, fmt: str) -> list[str]:
+def _source_columns(src: str, fmt: str, endpoint_url: str | None) -> list[str]:
     """Column names of the first file of a source."""
-    import glob as globmod
     import io
 
     import polars as pl
 
+    from mlforge.datasets import source_files
     from mlforge.errors import DataError
 
-    files = sorted(globmod.glob(src)) if any(c in src for c in "*?[") else [src]
-    if not files or ("://" not in files[0] and not Path(files[0]).is_file()):
-        raise DataError(f"source not found: {src}")
-    if files[0].startswith("s3://"):
-        from mlforge.storage import S3Storage
-
-        root, _, obj = files[0].rpartition("/")
-        data = S3Storage(root).read_bytes(obj)
-    else:
-        data = Path(files[0]).read_bytes()
+    name, data = source_files(src, endpoint_url, first_only=True)[0]
     try:
         if fmt == "whitespace":
             line = next((ln for ln in data.decode("utf-8", errors="replace").splitlines() if ln.strip()), "")
@@ -544,7 +532,7 @@ def _source_columns(src: str, fmt: str) -> list[str]:
         if fmt == "parquet":
             return list(pl.read_parquet_schema(io.BytesIO(data)))
     except Exception as exc:
-        raise DataError(f"{files[0]}: cannot read as {fmt}: {exc}") from None
+        raise DataError(f"{name}: cannot read as {fmt}: {exc}") from None
     raise DataError(f"unknown format {fmt!r}: use whitespace, csv or parquet")
 
 

@@ -67,7 +67,9 @@ def _read_whitespace(data: bytes, where: str) -> pl.DataFrame:
     )
 
 
-def _read_bytes(path: str, endpoint_url: str | None = None) -> list[tuple[str, bytes]]:
+def source_files(
+    path: str, endpoint_url: str | None = None, first_only: bool = False
+) -> list[tuple[str, bytes]]:
     """(name, bytes) of every file a source path names (a file, a glob, or an s3:// object)."""
     if path.startswith("s3://"):
         from mlforge.storage import S3Storage
@@ -77,7 +79,7 @@ def _read_bytes(path: str, endpoint_url: str | None = None) -> list[tuple[str, b
     files = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
     if not files or not all(Path(f).is_file() for f in files):
         raise DataError(f"source not found: {path}")
-    return [(f, Path(f).read_bytes()) for f in files]
+    return [(f, Path(f).read_bytes()) for f in files[: 1 if first_only else None]]
 
 
 def read_source(ds: DatasetSpec, path: str, endpoint_url: str | None = None) -> pl.DataFrame:
@@ -87,7 +89,7 @@ def read_source(ds: DatasetSpec, path: str, endpoint_url: str | None = None) -> 
     parsed as its declared type.
     """
     frames = []
-    for name, data in _read_bytes(path, endpoint_url):
+    for name, data in source_files(path, endpoint_url):
         try:
             if ds.source.format == "whitespace":
                 df = _read_whitespace(data, name)

@@ -13,10 +13,14 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlforge.errors import SpecError
-from mlforge.spec import ProjectSpec, load_spec
+from mlforge.spec import DatasetSpec, ProjectSpec, load_spec
 from mlforge.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SPEC_ENV = "MLFORGE_SPEC"
 
@@ -144,6 +148,12 @@ class Project:
             self.settings.storage_endpoint_url,
             self.settings.storage_region,
         )
+
+    def read_source(self, ds: DatasetSpec, path: str | None = None) -> pl.DataFrame:
+        """Every row of a dataset's source (or of `path` read as that dataset), on the project's S3."""
+        from mlforge.datasets import read_source
+
+        return read_source(ds, self.source_path(path or ds.source.path), self.settings.storage_endpoint_url)
 
     def source_path(self, path: str) -> str:
         """A dataset source path resolved against the project folder (URIs pass through)."""

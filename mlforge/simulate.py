@@ -35,9 +35,9 @@ class DriftScenario:
     seed: int = 7
 
 
-def inject_drift(frame: pl.DataFrame, ds: DatasetSpec, scenario: DriftScenario) -> pl.DataFrame:
-    """`frame` (a source typed by `read_source`) with the scenario's drift from its first day on."""
-    ts, key = ds.timestamp.column, _entity_column(ds)
+def inject_drift(frame: pl.DataFrame, ds: DatasetSpec, key: str, scenario: DriftScenario) -> pl.DataFrame:
+    """`frame` (a source typed by `read_source`, entity column `key`) with the scenario's drift."""
+    ts = ds.timestamp.column
     amount, count = _numeric_columns(ds)
     on_or_after = pl.col(ts).cast(pl.Date) >= scenario.drift_from
     upper = ds.columns[amount].max
@@ -74,10 +74,6 @@ def write_whitespace(frame: pl.DataFrame, ds: DatasetSpec, path: Path) -> Path:
     out = frame.with_columns(pl.col(ts).dt.strftime(fmt))
     LocalStorage(path.parent).write_bytes(path.name, out.write_csv(separator=" ").encode())
     return path
-
-
-def _entity_column(ds: DatasetSpec) -> str:
-    return next(c for c, s in ds.columns.items() if s.type == "string")
 
 
 def _numeric_columns(ds: DatasetSpec) -> tuple[str, str]:

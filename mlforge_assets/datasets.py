@@ -14,7 +14,7 @@ from datetime import date
 import dagster as dg
 
 from mlforge import checks as core_checks
-from mlforge.datasets import StoredPartition, read_source, store_days
+from mlforge.datasets import StoredPartition, store_days
 from mlforge.project import Project
 from mlforge.spec import DatasetSpec
 from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
@@ -26,7 +26,7 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
     def run(stage: Stage, days: list[date]) -> StageResult:
         from mlforge.versioning import versioning_enabled
 
-        frame = read_source(ds, project.source_path(ds.source.path), project.settings.storage_endpoint_url)
+        frame = project.read_source(ds)
         dvc = _DvcBatch(project, ds) if versioning_enabled() else None
         stored = store_days(stage.storage, ds, frame, days, dvc.snapshot if dvc else None)
         window = frame.filter(frame[ds.timestamp.column].is_between(days[0], days[-1]))

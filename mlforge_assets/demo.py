@@ -28,12 +28,11 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from mlforge.datasets import read_source
 from mlforge.deployment import read_manifest
 from mlforge.project import Project
 from mlforge.simulate import DriftScenario, inject_drift, write_whitespace
-from mlforge_assets.automation import IN_PROGRESS_STATUSES
-from mlforge_assets.common import metadata_values
+from mlforge_assets.automation import DRIFT_TRIGGER_TAG, IN_PROGRESS_STATUSES
+from mlforge_assets.common import asset_key, metadata_values
 from mlforge_assets.runner import Runner, StepResult
 
 INSTANCE_YAML = """\
@@ -96,12 +95,12 @@ def prepare(
     folder = folder.resolve()
     (folder / "data").mkdir(parents=True, exist_ok=True)
     spec = json.loads(json.dumps(spec, default=str))
-    typed = ProjectSpec.model_validate(spec)
-    for ds_raw, ds in zip(spec["datasets"], typed.datasets, strict=True):
-        source = Path(ds.source.path)
-        frame = read_source(ds, str(source if source.is_absolute() else spec_root / source))
+    base = Project(ProjectSpec.model_validate(spec), spec_root)
+    for ds_raw, ds in zip(spec["datasets"], base.spec.datasets, strict=True):
+        frame = base.read_source(ds)
         target = folder / "data" / f"{ds.name}.txt"
-        write_whitespace(inject_drift(frame, ds, scenario), ds, target)
+        key = base.spec.entity(ds.entity).join_key
+        write_whitespace(inject_drift(frame, ds, key, scenario), ds, target)
         ds_raw["source"] = {**ds_raw["source"], "path": str(target), "format": "whitespace"}
     spec["infrastructure"] = {**spec.get("infrastructure", {}), "state_dir": str(folder / "state")}
     spec["replay"] = {
@@ -120,17 +119,9 @@ def prepare(
 def backfill(setup: LoopSetup, on_step: Callable[[str, StepResult], None] | None = None) -> list[StepResult]:
     """The history before the replay, into the loop's instance: one champion deployed at the cutoff."""
     project = setup.project()
-    spec = project.spec
     with setup.instance() as instance:
         runner = Runner(project, instance)
-        plan = []
-        for title, keys, first, last in runner.quickstart_plan(setup.cutoff):
-            if title.startswith("raw"):
-                last = setup.cutoff
-            elif title.startswith("labels/"):
-                model = spec.model(title.split("/", 1)[1])
-                last = setup.cutoff - timedelta(days=model.label.horizon_days)
-            plan.append((title, keys, first, last))
+        plan = runner.quickstart_plan(setup.cutoff, history_end=setup.cutoff)
         return runner.run_plan(plan, on_step)
 
 
@@ -203,9 +194,8 @@ class LoopReport:
         return out
 
 
-def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
-    """The loop's state now."""
-    project = setup.project()
+def observe(project: Project, instance: dg.DagsterInstance, ticks: bool = False) -> LoopReport:
+    """The loop's state now (sensor tick counts only with `ticks`: they cost a query per sensor)."""
     p = project.spec.project
     report = LoopReport()
     runs = instance.get_run_records(dg.RunsFilter())
@@ -219,7 +209,7 @@ def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
             report.automation_runs.append(f"{','.join(keys)} {run.tags.get('dagster/partition', '')}".strip())
         if run.tags.get("mlforge/replay") and run.status == dg.DagsterRunStatus.SUCCESS:
             report.replayed_days.append(run.tags.get("dagster/partition", "?"))
-        if run.tags.get("mlforge/trigger") == "drift":
+        if run.tags.get(DRIFT_TRIGGER_TAG) == "drift":
             report.retrain_runs.append(
                 {
                     "partition": run.tags.get("dagster/partition"),
@@ -231,14 +221,14 @@ def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
     report.replayed_days.sort()
     for m in project.spec.models:
         recs = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey([p, "monitoring", m.name, "drift"])), limit=1000
+            dg.AssetRecordsFilter(asset_key=asset_key(project, "monitoring", m.name, "drift")), limit=1000
         ).records
         for r in recs:
             mat = r.asset_materialization
             if mat and mat.partition and "drift_share" in mat.metadata:
                 report.drift_share.setdefault(mat.partition, float(mat.metadata["drift_share"].value))  # type: ignore[arg-type]
         recs = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey([p, "models", m.name, "registered"])), limit=1000
+            dg.AssetRecordsFilter(asset_key=asset_key(project, "models", m.name, "registered")), limit=1000
         ).records
         for r in sorted(recs, key=lambda r: r.storage_id):
             mat = r.asset_materialization
@@ -252,9 +242,9 @@ def observe(setup: LoopSetup, instance: dg.DagsterInstance) -> LoopReport:
                         "gate": md.get("gate"),
                     }
                 )
-    for state in instance.all_instigator_state():
-        ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=10_000)
-        report.sensor_ticks[state.instigator_name] = len(ticks)
+    for state in instance.all_instigator_state() if ticks else []:
+        done = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=10_000)
+        report.sensor_ticks[state.instigator_name] = len(done)
     for dep in project.spec.deployments:
         manifest = read_manifest(project.storage, dep.endpoint)
         if manifest:
@@ -274,9 +264,10 @@ def watch(
     last_activity = t0
     seen: tuple[Any, ...] = ()
     days = (setup.replay_end - setup.replay_start).days + 1
+    project = setup.project()
     with setup.instance() as instance:
         while True:
-            report = observe(setup, instance)
+            report = observe(project, instance)
             busy = instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_STATUSES)), limit=1)
             now = time.monotonic()
             state = (len(report.replayed_days), sum(report.runs_by_job.values()), bool(busy))
@@ -285,9 +276,11 @@ def watch(
                 seen, last_activity = state, now
                 if on_change:
                     on_change(report)
-            if len(report.replayed_days) >= days and not busy and now - last_activity >= settle_seconds:
-                report.finished = True
-                return report
-            if now - t0 > timeout:
+            finished = (
+                len(report.replayed_days) >= days and not busy and now - last_activity >= settle_seconds
+            )
+            if finished or now - t0 > timeout:
+                report = observe(project, instance, ticks=True)
+                report.seconds, report.finished = now - t0, finished
                 return report
             time.sleep(1.0)

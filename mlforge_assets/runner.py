@@ -15,7 +15,7 @@ import dagster as dg
 
 from mlforge.errors import MLForgeError
 from mlforge.project import Project
-from mlforge_assets.common import metadata_values, step_failures
+from mlforge_assets.common import asset_key, metadata_values, step_failures
 from mlforge_assets.factory import build_assets
 from mlforge_resources import resources_for
 
@@ -46,7 +46,7 @@ class Runner:
 
     def key(self, *parts: str) -> dg.AssetKey:
         """A project-prefixed asset key."""
-        return dg.AssetKey([self.project.spec.project, *parts])
+        return asset_key(self.project, *parts)
 
     def materialize(
         self,
@@ -90,14 +90,18 @@ class Runner:
             metadata=meta,
         )
 
-    def quickstart_plan(self, cutoff: date | None = None) -> list[tuple[str, list[dg.AssetKey], date, date]]:
+    def quickstart_plan(
+        self, cutoff: date | None = None, history_end: date | None = None
+    ) -> list[tuple[str, list[dg.AssetKey], date, date]]:
         """The steps that backfill history and train, register, deploy and monitor one model.
 
-        raw and features over the whole history; labels up to the last matured day; online
-        store, training, registry, deployments, drift and predictions for the cutoff.
+        raw over the history (to `history_end`, default the spec's last day) and features to the
+        cutoff; labels up to the last day matured within that history; online store, training,
+        registry, deployments, drift and predictions for the cutoff.
         """
         spec = self.project.spec
-        start, end = spec.partitions.start, spec.partitions.end
+        start = spec.partitions.start
+        end = history_end or spec.partitions.end
         cutoff = cutoff or end
         steps: list[tuple[str, list[dg.AssetKey], date, date]] = [
             ("raw datasets", [self.key("raw", d.name) for d in spec.datasets], start, end),
