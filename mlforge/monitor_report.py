@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from mlforge.deployment import read_manifest
+from mlforge.drift import drift_key
 from mlforge.errors import DataError, ModelNotFoundError
 from mlforge.spec import ProjectSpec
 from mlforge.storage import Storage, read_json
 
-_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/summary\.json$")
+_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,15 @@ class MonitorReport:
     manifest: dict[str, Any] | None
     days: list[DayRow] = field(default_factory=list)
     latest_drift_report: str | None = None  # storage key of the newest drift report HTML
+    latest_drift_day: str | None = None
 
 
-def _summary_days(storage: Storage, prefix: str) -> dict[str, str]:
-    """day → summary key of every summary under `prefix`."""
+def _summary_days(storage: Storage, prefix: str, name: str = "summary.json") -> dict[str, str]:
+    """day → key of every `name` file under `prefix` (one listing)."""
     out = {}
     for k in storage.list(prefix):
         m = _DAY.search(k)
-        if m:
+        if m and k.endswith("/" + name):
             out[m.group(1)] = k
     return out
 
@@ -64,11 +66,7 @@ def _num(v: Any) -> float | None:
 
 def monitor_report(storage: Storage, spec: ProjectSpec, endpoint: str, days: int = 14) -> MonitorReport:
     """The endpoint's manifest and, for the last `days` days that have any summary, drift and performance."""
-    dep = next((d for d in spec.deployments if d.endpoint == endpoint), None)
-    if dep is None:
-        known = sorted(d.endpoint for d in spec.deployments)
-        raise ModelNotFoundError(f"unknown endpoint '{endpoint}' (known: {known})")
-    model = dep.model
+    model = spec.deployment(endpoint).model
     manifest = read_manifest(storage, endpoint)
     man: dict[str, Any] | None = None
     if manifest is not None:
@@ -106,9 +104,11 @@ def monitor_report(storage: Storage, spec: ProjectSpec, endpoint: str, days: int
                 matures_on=ps.get("matures_on"),
             )
         )
-    html = [d for d in sorted(drift) if storage.exists(f"monitoring/{model}/drift/date={d}/report.html")]
-    latest = f"monitoring/{model}/drift/date={html[-1]}/report.html" if html else None
-    return MonitorReport(endpoint, model, man, rows, latest)
+    reports = _summary_days(storage, f"monitoring/{model}/drift/", "report.html")
+    latest = max(reports) if reports else None
+    return MonitorReport(
+        endpoint, model, man, rows, latest and drift_key(model, latest, "report.html"), latest
+    )
 
 
 def _read(storage: Storage, k: str) -> dict[str, Any]:
@@ -189,8 +189,7 @@ def export_drift_report(storage: Storage, report: MonitorReport, folder: Path) -
         raise ModelNotFoundError(
             f"no drift report for {report.model} yet: materialize monitoring/{report.model}/drift first"
         )
-    m = _DAY.search(report.latest_drift_report.replace("report.html", "summary.json"))
-    day = m.group(1) if m else "latest"
+    day = report.latest_drift_day or "latest"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{report.endpoint}-drift-{day}.html"
     tmp = target.with_suffix(".html.tmp")

@@ -290,26 +290,17 @@ def evaluate_day(
     log_versions = (
         sorted({int(v) for v in answered["model_version"].unique().to_list()}) if answered.height else []
     )
-    if labels is None:
-        return DayPerformance(
-            day=d,
-            status=STATUS_NOT_MATURED,
-            matures_on=matures_on(d, horizon_days),
-            champion_version=champion_version,
-            operations=ops,
-            endpoints=list(endpoints or []),
-            log_model_versions=log_versions,
-        )
-    batch = None
+    batch = live = None
     batch_versions: list[int] = []
-    if predictions is not None:
-        batch = quality_of(join_batch(predictions, labels, entity_key), threshold)
-        if "model_version" in predictions.columns and predictions.height:
-            batch_versions = sorted(int(v) for v in predictions["model_version"].unique().to_list())
-    live = quality_of(join_log(log, labels, entity_key), threshold) if log.height else None
+    if labels is not None:
+        if predictions is not None:
+            batch = quality_of(join_batch(predictions, labels, entity_key), threshold)
+            if "model_version" in predictions.columns and predictions.height:
+                batch_versions = sorted(int(v) for v in predictions["model_version"].unique().to_list())
+        live = quality_of(join_log(answered, labels, entity_key), threshold) if answered.height else None
     return DayPerformance(
         day=d,
-        status=STATUS_OK_DAY,
+        status=STATUS_NOT_MATURED if labels is None else STATUS_OK_DAY,
         matures_on=matures_on(d, horizon_days),
         champion_version=champion_version,
         operations=ops,

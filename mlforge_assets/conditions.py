@@ -26,14 +26,18 @@ def when_matured(horizon_days: int) -> dg.AutomationCondition:
     ).with_label(f"labels matured ({horizon_days} days)")
 
 
-def after_upstream(*upstream: dg.AssetKey, label: str) -> dg.AutomationCondition:
-    """A day already materialized is redone when one of `upstream` updates that day."""
-    return (
-        ~dg.AutomationCondition.missing()
-        & dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated()).allow(
-            dg.AssetSelection.assets(*upstream)
-        )
+def after_upstream(*upstream: dg.AssetKey, label: str, only_existing: bool = True) -> dg.AutomationCondition:
+    """A day is (re)done when an upstream day updates (any dependency, or only `upstream`) and no
+    dependency is missing or running; `only_existing` redoes only days already materialized."""
+    updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+    if upstream:
+        updated = updated.allow(dg.AssetSelection.assets(*upstream))
+    condition = (
+        updated
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label(label)
+    )
+    if only_existing:
+        condition = ~dg.AutomationCondition.missing() & condition
+    return condition.with_label(label)

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 
 from mlforge.checks import CheckOutcome
-from mlforge.drift import DriftResult, drift_report
+from mlforge.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_key, drift_report
 from mlforge.errors import DataError
 from mlforge.features import service_features
 from mlforge.lifecycle import champion_or_fail, model_dir, service_frame
@@ -24,17 +24,10 @@ from mlforge.predictions import score_frame
 from mlforge.project import Project
 from mlforge.spec import ModelSpec
 from mlforge.storage import read_parquet, write_json
-from mlforge.timeline import key
 from mlforge.tracking import ModelVersionInfo
 from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
 
-MIN_LOG_ROWS = 100  # fewer served predictions in a day than this give no meaningful drift test
 SCORE = "score"
-
-
-def drift_key(model: str, d: date, name: str) -> str:
-    """Storage key of a drift report file."""
-    return f"monitoring/{model}/drift/date={key(d)}/{name}"
 
 
 def served_inputs(stage: Stage, endpoints: list[str], d: date, features: list[str]) -> pl.DataFrame:
@@ -88,7 +81,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             write_report(stage, d, "report", res)
             served = served_inputs(stage, endpoints, d, features) if endpoints else pl.DataFrame()
             log_res = None
-            if served.height >= MIN_LOG_ROWS:
+            if served.height >= MIN_DRIFT_LOG_ROWS:
                 if scored_reference is None:
                     booster = stage.tracker.load_booster(champion.booster_uri)
                     ids = pl.Series(join_key, [str(i) for i in range(reference.height)])

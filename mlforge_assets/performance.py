@@ -29,18 +29,24 @@ from mlforge.spec import ModelSpec
 from mlforge.storage import read_parquet, write_json
 from mlforge.timeline import key
 from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
+from mlforge_assets.conditions import after_upstream
 
-
-def labels_matured_condition() -> dg.AutomationCondition:
-    """Materialize a partition when a dependency of it (its labels, its predictions) is updated and
-    none is missing or running — i.e. when the labels of that day arrive. Historic partitions count
-    too (no latest-time-window restriction): labels always arrive a horizon after their day."""
-    return (
-        dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
-        & ~dg.AutomationCondition.any_deps_missing()
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label("labels_matured")
+HEADLINE = (  # summary fields shown as asset metadata
+    "matures_on",
+    "quality_source",
+    "auc",
+    "f1",
+    "precision",
+    "recall",
+    "brier",
+    "ece",
+    "rows",
+    "log_rows",
+    "log_labelled_rows",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "error_rate",
+)
 
 
 def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
@@ -50,9 +56,7 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
     horizon = model.label.horizon_days
     endpoints = [d.endpoint for d in spec.deployments if d.model == model.name]
-    thresholds = {
-        k: v for k, v in spec.monitoring_for(model.name).alert_thresholds.items() if k in THRESHOLDS
-    }
+    thresholds = spec.monitoring_for(model.name).alert_thresholds
     stage_name = f"monitoring/{model.name}/performance"
 
     def run(stage: Stage, days: list[date]) -> StageResult:
@@ -88,43 +92,16 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
             stage.context.log.info(
                 f"{stage_name} {key(last.day)}: {last.status} (they mature on {s['matures_on']})"
             )
-        table = []
-        for p in results[-5:]:
-            for source, q in (("batch", p.batch), ("log", p.log)):
-                if q is None:
-                    continue
-                table.append(
-                    {
-                        "day": key(p.day),
-                        "source": source,
-                        "rows": q.rows,
-                        "auc": q.auc,
-                        "precision": q.precision,
-                        "recall": q.recall,
-                        "f1": q.f1,
-                        "brier": q.brier,
-                        "ece": q.ece,
-                        "positive_rate": q.positive_rate,
-                        "mean_score": q.mean_score,
-                    }
-                )
+        table = [
+            {"day": key(p.day), "source": source, **q.to_json()}
+            for p in results[-5:]
+            for source, q in (("batch", p.batch), ("log", p.log))
+            if q is not None
+        ]
         return StageResult(
             metadata={
                 "status": last.status,
-                "matures_on": s["matures_on"],
-                "quality_source": s["quality_source"],
-                "auc": s["auc"],
-                "f1": s["f1"],
-                "precision": s["precision"],
-                "recall": s["recall"],
-                "brier": s["brier"],
-                "ece": s["ece"],
-                "rows": s["rows"],
-                "log_rows": s["log_rows"],
-                "log_labelled_rows": s["log_labelled_rows"],
-                "latency_p50_ms": s["latency_p50_ms"],
-                "latency_p99_ms": s["latency_p99_ms"],
-                "error_rate": s["error_rate"],
+                **{k: s[k] for k in HEADLINE},
                 "champion_version": champion.version,
                 "threshold": DEFAULT_THRESHOLD,
                 "days_evaluated": len(results),
@@ -161,5 +138,5 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
             )
             for metric, limit in thresholds.items()
         ],
-        automation_condition=labels_matured_condition(),
+        automation_condition=after_upstream(label="labels of the day matured", only_existing=False),
     )

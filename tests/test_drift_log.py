@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 from projects import copy_state
 
+from mlforge.drift import MIN_DRIFT_LOG_ROWS, drift_key
 from mlforge.features import service_features
 from mlforge.lifecycle import service_frame
 from mlforge.prediction_log import PredictionBatch, PredictionLogger
 from mlforge.project import Project
 from mlforge.storage import read_json
-from mlforge_assets.monitoring import MIN_LOG_ROWS, drift_key
 from mlforge_assets.runner import Runner
 
 CLEAN, SHIFTED = date(1998, 6, 29), date(1998, 6, 30)
@@ -74,7 +74,7 @@ def test_served_inputs_and_scores_are_tested_for_drift(state: Path, repo_root: P
     project = Project.load(repo_root / "mlforge.yaml", state_dir=state)
     runner = Runner(project, dg.DagsterInstance.ephemeral())
     key = runner.key("monitoring", "churn", "drift")
-    assert ROWS >= MIN_LOG_ROWS
+    assert ROWS >= MIN_DRIFT_LOG_ROWS
     _log_day(project, runner, CLEAN, shift=False)
     _log_day(project, runner, SHIFTED, shift=True)
 
