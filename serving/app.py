@@ -85,7 +85,7 @@ from mlforge.deployment import (
     write_manifest,
 )
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError, StoreUnavailableError
-from mlforge.features import feature_names, service_features
+from mlforge.feature_refs import feature_names, service_features
 from mlforge.online_store import OnlineStore, open_online_store
 from mlforge.prediction_log import PredictionBatch, PredictionLogger
 from mlforge.project import SPEC_ENV, Project
