@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from mlforge.deployment import Manifest, Variant, plan_variants, read_manifest, write_manifest
@@ -19,6 +18,7 @@ from mlforge.errors import DataError, MissingPartitionsError, ModelNotFoundError
 from mlforge.features import service_features
 from mlforge.labels import LABEL
 from mlforge.offline_store import missing_snapshots, read_snapshot
+from mlforge.predictions import predict_frame
 from mlforge.registry import CHALLENGER, CHAMPION, GateDecision, decide
 from mlforge.spec import DeploymentSpec, ModelSpec, ProjectSpec
 from mlforge.storage import Storage, read_json, read_parquet, write_json, write_parquet
@@ -190,8 +190,8 @@ def register_cutoff(
     if champion is not None and champion.version != mv.version:
         holdout = read_parquet(storage, f"{model_dir(model.name, cutoff)}/holdout.parquet")
         booster = tracker.load_booster(champion.booster_uri)
-        x = holdout.select(trained.features).to_numpy().astype(np.float32)
-        champion_metric = evaluate(predict(booster, x), holdout[LABEL].to_numpy())[model.gate.metric]
+        scores = predict_frame(booster, holdout, trained.features)
+        champion_metric = evaluate(scores, holdout[LABEL].to_numpy())[model.gate.metric]
     candidate = trained.metrics[model.gate.metric]
     if champion is not None and champion.version == mv.version:
         decision = GateDecision(True, "already champion", candidate, candidate)

@@ -493,6 +493,10 @@ class ProjectSpec(_Model):
         """The deployment of `endpoint`."""
         return _find(self.deployments, "endpoint", endpoint, "endpoint")
 
+    def endpoints_of(self, model: str) -> list[str]:
+        """The endpoints that serve `model`."""
+        return [d.endpoint for d in self.deployments if d.model == model]
+
     def monitoring_for(self, model: str) -> MonitoringSpec:
         """Monitoring settings of `model` (defaults when the spec names none)."""
         return next((m for m in self.monitoring if m.model == model), MonitoringSpec(model=model))

@@ -49,9 +49,7 @@ def refresh_job(project: Project) -> dg.UnresolvedAssetJobDefinition:
 def retrain_job(project: Project, model: str) -> dg.UnresolvedAssetJobDefinition:
     """trained → registered → deployments of one model for one cutoff."""
     keys = [asset_key(project, "models", model, "trained"), asset_key(project, "models", model, "registered")]
-    keys += [
-        asset_key(project, "deployments", d.endpoint) for d in project.spec.deployments if d.model == model
-    ]
+    keys += [asset_key(project, "deployments", endpoint) for endpoint in project.spec.endpoints_of(model)]
     return dg.define_asset_job(
         f"{project.spec.project}_{model}_retrain",
         selection=dg.AssetSelection.assets(*keys),

@@ -20,7 +20,7 @@ from mlforge.errors import DataError
 from mlforge.features import service_features
 from mlforge.lifecycle import champion_or_fail, model_dir, service_frame
 from mlforge.prediction_log import STATUS_OK, read_prediction_log
-from mlforge.predictions import score_frame
+from mlforge.predictions import predict_frame
 from mlforge.project import Project
 from mlforge.spec import ModelSpec
 from mlforge.storage import read_parquet, write_json
@@ -53,8 +53,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     alert_at = monitoring.alert_thresholds.get("drift_share", mon.threshold)
     pairs = service_features(spec, model.feature_service)
     features = [f for _, f in pairs]
-    join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
-    endpoints = [d.endpoint for d in spec.deployments if d.model == model.name]
+    endpoints = spec.endpoints_of(model.name)
 
     def reference_for(stage: Stage, champion: ModelVersionInfo) -> pl.DataFrame:
         cutoff = champion.tags.get("mlforge.cutoff")
@@ -84,9 +83,8 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             if served.height >= MIN_DRIFT_LOG_ROWS:
                 if scored_reference is None:
                     booster = stage.tracker.load_booster(champion.booster_uri)
-                    ids = pl.Series(join_key, [str(i) for i in range(reference.height)])
-                    scores = score_frame(booster, reference.with_columns(ids), features, join_key, 0)
-                    scored_reference = reference.with_columns(scores[SCORE])
+                    scores = predict_frame(booster, reference, features)
+                    scored_reference = reference.with_columns(pl.Series(SCORE, scores))
                 cols = [c for c in [*features, SCORE] if c in served.columns]
                 log_res = drift_report(scored_reference, served, cols, mon.method, mon.threshold)
                 write_report(stage, d, "log_report", log_res)

@@ -55,7 +55,7 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     pairs = service_features(spec, model.feature_service)
     join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
     horizon = model.label.horizon_days
-    endpoints = [d.endpoint for d in spec.deployments if d.model == model.name]
+    endpoints = spec.endpoints_of(model.name)
     thresholds = spec.monitoring_for(model.name).alert_thresholds
     stage_name = f"monitoring/{model.name}/performance"
 
