@@ -40,7 +40,7 @@ class RedisReader:
         self._prefix = prefix
         self._keys: dict[str, bytes] = {}  # view -> b"<prefix>:<view>:"
         self._lock = threading.Lock()
-        self._healthy = False  # the connection answered before (a failure is then retried once)
+        self._healthy = False  # the connection worked before (a failure is then retried once)
 
     @classmethod
     def for_store(cls, store: object) -> RedisReader | None:
@@ -48,6 +48,16 @@ class RedisReader:
         if isinstance(store, RedisOnlineStore):
             return cls(store.url, store.prefix)
         return None
+
+    def connect(self) -> None:
+        """Connect now (at start-up), not in the first read; after a failure the first read connects."""
+        with self._lock:
+            try:
+                self._conn.connect()
+            except (self._redis.RedisError, OSError):
+                self._conn.disconnect()
+                return
+            self._healthy = True  # the connection worked: a later failure is retried once
 
     def read(
         self, view: str, entity_ids: Sequence[str], n_features: int
