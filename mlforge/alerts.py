@@ -1,7 +1,9 @@
 """Alerts: a breach opens an alert once, its clearing resolves it, nothing in between.
 
-An :class:`AlertBook` keeps the open alerts in storage (``monitoring/alerts/state.json``), so "one
-alert per breach until it clears" holds across runs, processes and restarts. An
+An :class:`AlertBook` keeps each open alert as one object in storage
+(``monitoring/alerts/open/<key>.json``), so "one alert per breach until it clears" holds across
+runs, processes and restarts, and runs that judge different checks at the same time cannot
+overwrite each other's state. An
 :class:`AlertChannel` delivers: always to the log, and to a webhook (JSON POST) when a URL is
 configured. Delivery failures are logged and never fail the run that raised the alert; the
 webhook URL (it usually embeds a token) is never logged, only its host.
@@ -16,13 +18,18 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from mlforge.storage import Storage, read_json, write_json
 
 log = logging.getLogger("mlforge.alerts")
 
-STATE_KEY = "monitoring/alerts/state.json"
+OPEN_PREFIX = "monitoring/alerts/open/"
+
+
+def open_key(key: str) -> str:
+    """Storage key of the open-alert object of alert `key` (any characters, quoted)."""
+    return OPEN_PREFIX + quote(key, safe="") + ".json"
 
 
 @dataclass(frozen=True)
@@ -87,8 +94,11 @@ class AlertBook:
 
     def open_alerts(self) -> dict[str, dict[str, Any]]:
         """Every alert currently firing, by key."""
-        state = read_json(self.storage, STATE_KEY) if self.storage.exists(STATE_KEY) else {}
-        return dict(state.get("open", {}))
+        return {
+            unquote(k.removeprefix(OPEN_PREFIX).removesuffix(".json")): read_json(self.storage, k)
+            for k in self.storage.list(OPEN_PREFIX)
+            if k.endswith(".json")
+        }
 
     def observe(
         self,
@@ -107,9 +117,8 @@ class AlertBook:
         A breach while the key is already open sends nothing (no storm); a pass while it is open
         resolves it; a pass while closed sends nothing.
         """
-        state = read_json(self.storage, STATE_KEY) if self.storage.exists(STATE_KEY) else {}
-        open_ = dict(state.get("open", {}))
-        if breached == (key in open_):
+        state = open_key(key)
+        if breached == self.storage.exists(state):
             return None
         alert = Alert(
             key=key,
@@ -121,11 +130,14 @@ class AlertBook:
             links=dict(links or {}),
             details=dict(details or {}),
         )
-        if breached:
-            open_[key] = {"since": alert.at, "partition": partition, "value": value, "summary": summary}
-        else:
-            open_.pop(key)
         # State first: a crash after it costs one missed message, never a repeated storm.
-        write_json(self.storage, STATE_KEY, {**state, "open": open_})
+        if breached:
+            write_json(
+                self.storage,
+                state,
+                {"since": alert.at, "partition": partition, "value": value, "summary": summary},
+            )
+        else:
+            self.storage.delete(state)
         self.channel.send(alert)
         return alert
