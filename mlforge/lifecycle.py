@@ -178,7 +178,7 @@ def register_cutoff(
     """Register the cutoff's model as `challenger`; promote to `champion` only through the gate."""
     trained = read_trained(storage, model.name, cutoff)
     logged = trained.logged_model()
-    existing = _version_of_run(tracker, model.name, trained.run_id)
+    existing = tracker.version_of_run(model.name, trained.run_id)
     mv = existing or tracker.register(
         model.name,
         logged,
@@ -204,15 +204,6 @@ def register_cutoff(
     reg = Registration(mv.version, decision, after.version if after else None)
     write_json(storage, f"{model_dir(model.name, cutoff)}/registration.json", reg.to_json())
     return reg
-
-
-def _version_of_run(tracker: Tracker, name: str, run_id: str) -> ModelVersionInfo | None:
-    """The version already registered from `run_id` (re-materializing does not duplicate it)."""
-    try:
-        found = tracker.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
-    except Exception:
-        return None
-    return tracker.version(name, int(found[0].version)) if found else None
 
 
 def _variant(mv: ModelVersionInfo) -> Variant:

@@ -218,6 +218,11 @@ class Tracker:
             raise ModelNotFoundError(f"model {name} version {version} is not registered") from None
         return self._info(mv)
 
+    def version_of_run(self, name: str, run_id: str) -> ModelVersionInfo | None:
+        """The version of `name` registered from `run_id`, if any (re-registering must not duplicate)."""
+        found = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+        return self.version(name, int(found[0].version)) if found else None
+
     def _info(self, mv: Any) -> ModelVersionInfo:
         source = str(mv.source)
         model_id = getattr(mv, "model_id", None) or (
