@@ -239,9 +239,7 @@ def deploy_traffic(endpoint: str, *shares: str, spec: Spec = None, home: Home = 
     shares
         ``variant=percent`` pairs, e.g. ``stable=75 canary=25``; answering variants must add up to 100.
     """
-    from datetime import UTC, datetime
-
-    from mlforge.deployment import read_manifest, set_traffic, write_manifest
+    from mlforge.deployment import apply_traffic
     from mlforge.errors import MLForgeError
 
     project = _project(spec, home)
@@ -254,20 +252,7 @@ def deploy_traffic(endpoint: str, *shares: str, spec: Spec = None, home: Home = 
     if not traffic:
         _fail("give at least one variant=percent")
     try:
-        current = read_manifest(project.storage, endpoint)
-        if current is None:
-            _fail(f"endpoint {endpoint} has no deployment manifest yet")
-            return
-        changed = set_traffic(current, traffic)
-        reason = "traffic set with mlforge deploy traffic: " + ", ".join(
-            f"{v.name}={v.traffic}%" for v in changed.variants
-        )
-        state = {**changed.state, "status": "manual_traffic", "reason": reason}
-        m = write_manifest(
-            project.storage,
-            changed.model_copy(update={"state": state, "created_at": datetime.now(UTC).isoformat()}),
-            expected_revision=current.revision,
-        )
+        m = apply_traffic(project.storage, endpoint, traffic, "with mlforge deploy traffic")
     except (MLForgeError, ValueError) as exc:
         _fail(str(exc))
         return

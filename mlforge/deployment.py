@@ -137,6 +137,26 @@ def set_traffic(manifest: Manifest, traffic: dict[str, int]) -> Manifest:
     return manifest.model_copy(update={"variants": variants})
 
 
+def apply_traffic(storage: Storage, endpoint: str, traffic: dict[str, int], source: str) -> Manifest:
+    """Write a new revision of `endpoint` with `traffic` shares (see `set_traffic`); the written one.
+
+    The state records ``status: manual_traffic`` and a reason ``"traffic set <source>: a=75%, ..."``
+    (`source` e.g. "through the admin API"). Raises ModelNotFoundError when the endpoint has no
+    manifest, ValueError for bad shares, DeploymentConflictError when the manifest changed meanwhile.
+    """
+    current = read_manifest(storage, endpoint)
+    if current is None:
+        raise ModelNotFoundError(f"endpoint {endpoint} has no deployment manifest yet")
+    changed = set_traffic(current, traffic)
+    reason = f"traffic set {source}: " + ", ".join(f"{v.name}={v.traffic}%" for v in changed.variants)
+    state = {**changed.state, "status": "manual_traffic", "reason": reason}
+    return write_manifest(
+        storage,
+        changed.model_copy(update={"state": state, "created_at": datetime.now(UTC).isoformat()}),
+        expected_revision=current.revision,
+    )
+
+
 # Strategy-state keys a later plan keeps: what live metrics decided beyond the registry's aliases.
 REJECTED = "rejected_version"  # rolled back / rejected by live metrics: never re-planned
 PROMOTED = "promoted_version"  # challenger promoted by live metrics

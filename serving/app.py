@@ -78,11 +78,10 @@ from mlforge.deployment import (
     DeploymentConflictError,
     Manifest,
     Variant,
+    apply_traffic,
     bucket,
     read_manifest,
     rollback,
-    set_traffic,
-    write_manifest,
 )
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError, StoreUnavailableError
 from mlforge.feature_refs import feature_names, service_features
@@ -971,30 +970,17 @@ class ServingState:
     def admin_traffic(self, endpoint: str, traffic: dict[str, int]) -> dict[str, Any]:
         """Write a revision with new traffic shares of the current variants and load it now."""
         self.known(endpoint)
-        current = read_manifest(self.project.storage, endpoint)
-        if current is None:
-            raise _Rejected(404, f"endpoint '{endpoint}' has no deployment manifest yet")
         try:
-            changed = set_traffic(current, traffic)
+            m = apply_traffic(self.project.storage, endpoint, traffic, "through the admin API")
+        except ModelNotFoundError:
+            raise _Rejected(404, f"endpoint '{endpoint}' has no deployment manifest yet") from None
         except ValueError as exc:
             raise _Rejected(422, str(exc)) from None
-        state = {
-            **changed.state,
-            "status": "manual_traffic",
-            "reason": "traffic set through the admin API: "
-            + ", ".join(f"{v.name}={v.traffic}%" for v in changed.variants),
-        }
-        try:
-            m = write_manifest(
-                self.project.storage,
-                changed.model_copy(update={"state": state, "created_at": _now_iso()}),
-                expected_revision=current.revision,
-            )
         except DeploymentConflictError as exc:
             raise _Rejected(409, str(exc)) from None
         with self._refresh_lock:
             self.refresh(endpoint)
-        log.info("admin: %s traffic set in revision %d: %s", endpoint, m.revision, state["reason"])
+        log.info("admin: %s traffic set in revision %d: %s", endpoint, m.revision, m.state["reason"])
         return self.admin_result(m)
 
     # -- introspection ------------------------------------------------------------------------
@@ -1252,12 +1238,6 @@ class ServingApp(FastAPI):
 
 _API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description=f"${ADMIN_KEY_ENV}")
 AdminKey = Annotated[str | None, Depends(_API_KEY_HEADER)]
-
-
-def _now_iso() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat()
 
 
 def create_app(
