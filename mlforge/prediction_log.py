@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlforge import timeline
 from mlforge.errors import DataError
 from mlforge.storage import Storage
 
@@ -537,5 +538,4 @@ def read_prediction_logs(
 
 def days_between(start: datetime, end: datetime) -> list[date]:
     """The UTC days from `start` to `end`, both included."""
-    a, b = _as_day(start), _as_day(end)
-    return [a + timedelta(days=i) for i in range((b - a).days + 1)]
+    return timeline.days_between(_as_day(start), _as_day(end))
