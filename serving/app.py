@@ -61,7 +61,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any
@@ -321,14 +321,12 @@ class LoadedEndpoint:
     """One manifest revision, ready to answer: never mutated, replaced as a whole."""
 
     manifest: Manifest
-    boosters: Mapping[tuple[str, int], xgb.Booster]
     scorers: Mapping[tuple[str, int], Callable[[np.ndarray], np.ndarray]]
     views: tuple[ViewColumns, ...]
     feature_index: Mapping[str, int]
     answering: tuple[Variant, ...]
     cumulative: tuple[int, ...]  # cumulative traffic of `answering`, for routing
     shadows: tuple[Variant, ...]
-    loaded_at: float = field(default_factory=time.time)
     feature_names: tuple[str, ...] = ()
 
     @property
@@ -525,9 +523,10 @@ class ServingState:
         self.live: Mapping[str, LoadedEndpoint] = MappingProxyType({})
         self.deployed: frozenset[str] = frozenset()  # endpoints whose manifest exists (last poll)
         self.problems: Mapping[str, str] = MappingProxyType({})  # load errors by endpoint
-        self._boosters: dict[tuple[str, int], tuple[str, xgb.Booster]] = {}
-        # scorer per (model, version, feature count), built once per loaded booster
-        self._scorers: dict[tuple[str, int, int], tuple[xgb.Booster, Callable[[np.ndarray], np.ndarray]]] = {}
+        # (model, version) -> (booster URI, booster, its scorer once built and verified by `load`)
+        self._models: dict[
+            tuple[str, int], tuple[str, xgb.Booster, Callable[[np.ndarray], np.ndarray] | None]
+        ] = {}
         self._refresh_lock = threading.Lock()
         self._store: OnlineStore | None = None
         self._reader: RedisReader | None = None  # lean MGETs when the store is Redis
@@ -539,7 +538,7 @@ class ServingState:
 
     def _booster(self, variant: Variant) -> xgb.Booster:
         key = (variant.model_name, variant.version)
-        cached = self._boosters.get(key)
+        cached = self._models.get(key)
         if cached is not None and cached[0] == variant.booster_uri:
             return cached[1]
         settings = self.project.settings
@@ -553,7 +552,7 @@ class ServingState:
         # core made each one-row prediction cost twice its CPU time in OpenMP threads (measured:
         # 190 → 95 µs CPU, same wall time). Parallelism comes from requests and workers.
         booster.set_param({"nthread": int(os.environ.get(NTHREAD_ENV, "1"))})
-        self._boosters[key] = (variant.booster_uri, booster)
+        self._models[key] = (variant.booster_uri, booster, None)
         return booster
 
     def load(self, manifest: Manifest) -> LoadedEndpoint:
@@ -565,7 +564,6 @@ class ServingState:
             )
         views = _column_plan(self.project, manifest)
         n = len(manifest.feature_names)
-        boosters: dict[tuple[str, int], xgb.Booster] = {}
         scorers: dict[tuple[str, int], Callable[[np.ndarray], np.ndarray]] = {}
         for v in manifest.variants:
             booster = self._booster(v)
@@ -580,15 +578,15 @@ class ServingState:
                     f"{v.model_name} v{v.version} was trained on other features than the manifest names"
                 )
             booster.inplace_predict(np.full((1, n), np.nan, dtype=np.float32))  # warm up
-            boosters[(v.model_name, v.version)] = booster
-            cached = self._scorers.get((v.model_name, v.version, n))
-            if cached is None or cached[0] is not booster:  # a new booster object: verify again
-                cached = self._scorers[(v.model_name, v.version, n)] = (booster, _scorer(booster, n))
-            scorers[(v.model_name, v.version)] = cached[1]
+            key = (v.model_name, v.version)
+            uri, _, scorer = self._models[key]
+            if scorer is None:  # a new booster object: build its scorer and verify it
+                scorer = _scorer(booster, n)
+                self._models[key] = (uri, booster, scorer)
+            scorers[key] = scorer
         cumulative = tuple(int(c) for c in np.cumsum([v.traffic for v in answering]))
         return LoadedEndpoint(
             manifest=manifest,
-            boosters=MappingProxyType(boosters),
             scorers=MappingProxyType(scorers),
             views=views,
             feature_index=MappingProxyType({f: j for j, f in enumerate(manifest.feature_names)}),
@@ -661,11 +659,9 @@ class ServingState:
         with self._refresh_lock:
             for endpoint in self.configured:
                 self.refresh(endpoint)
-            in_use = {k for ep in self.live.values() for k in ep.boosters}
-            for key in [k for k in self._boosters if k not in in_use]:
-                del self._boosters[key]
-            for skey in [k for k in self._scorers if k[:2] not in in_use]:
-                del self._scorers[skey]
+            in_use = {k for ep in self.live.values() for k in ep.scorers}
+            for key in [k for k in self._models if k not in in_use]:
+                del self._models[key]
 
     async def reload_loop(self) -> None:
         """Poll the manifests forever; one failed poll never stops the loop."""
@@ -795,12 +791,6 @@ class ServingState:
         if errors:
             raise _Rejected(422, errors)
         return x, ids
-
-    def predict(
-        self, endpoint: str, body: PredictRequest, answered: dict[str, int] | None = None
-    ) -> dict[str, Any]:
-        """Score one validated request body; the JSON-ready response body (see `predict_rows`)."""
-        return self.predict_rows(endpoint, body.entity_ids, body.features, body.request_id, answered)
 
     def predict_rows(
         self,
