@@ -104,6 +104,7 @@ NTHREAD_ENV = "MLFORGE_SERVING_NTHREAD"  # XGBoost threads per prediction (defau
 ACCESS_LOG_ENV = "MLFORGE_ACCESS_LOG"  # "on": uvicorn's per-request access log
 PREDICTION_LOG_ENV = "MLFORGE_PREDICTION_LOG"  # "off" disables the default prediction log
 MAX_BATCH = 1000
+_MAX_ID_CHARS = 256  # longest entity id / request_id accepted
 INLINE_ROWS = 64  # requests with at most this many rows are scored on the event loop
 COMPILED_MAX_ROWS = 4  # up to this many rows are scored by the compiled trees (serving/trees.py)
 MAX_REPORTED_ERRORS = 20
@@ -133,7 +134,7 @@ def _import_xgboost() -> None:
 # Request and response bodies
 # ---------------------------------------------------------------------------------------------
 
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=_MAX_ID_CHARS)]
 
 
 class PredictRequest(BaseModel):
@@ -158,7 +159,7 @@ class PredictRequest(BaseModel):
             "a row may also carry the entity key (e.g. customer_id) for routing and the response."
         ),
     )
-    request_id: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+    request_id: Annotated[str, StringConstraints(max_length=_MAX_ID_CHARS)] | None = Field(
         None, description="Routes explicit rows without an entity key by '<request_id>:<row index>'."
     )
 
@@ -725,8 +726,7 @@ class ServingState:
         ep = self.live.get(endpoint)
         if ep is not None:
             return ep
-        if endpoint not in self.configured:
-            raise _Rejected(404, f"unknown endpoint '{endpoint}'; known: {sorted(self.configured)}")
+        self.known(endpoint)
         problem = self.problems.get(endpoint)
         if problem is not None:
             raise _Rejected(503, f"endpoint '{endpoint}' is deployed but not loaded: {problem}")
@@ -1104,7 +1104,6 @@ async def answer_predict(
 
 
 _BODY_KEYS = frozenset(("entity_ids", "features", "request_id"))
-_MAX_ID_CHARS = 256
 _PREDICT_PREFIX = "/predict/"
 _JSON_HEADERS = (b"content-type", b"application/json")
 
@@ -1323,7 +1322,7 @@ def create_app(
                     "type": e.get("type"),
                 }
             )
-        if request.url.path.startswith("/predict/"):
+        if request.url.path.startswith(_PREDICT_PREFIX):
             endpoint = request.path_params.get("endpoint", "")
             label = endpoint if endpoint in state.configured else "unknown"
             state.metrics.observe(label, {}, 422, 0.0)
@@ -1450,35 +1449,24 @@ def run(
 
     access_log = os.environ.get(ACCESS_LOG_ENV, "off").lower() in ("on", "1", "true", "yes")
     loop, http = _event_loop_and_parser()
-
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": _log_config(),
+        "access_log": access_log,
+        "loop": loop,
+        "http": http,
+    }
     if workers > 1:
         if project_spec_path is not None:
             os.environ[SPEC_ENV] = str(Path(project_spec_path).resolve())
         if home is not None:
             os.environ[HOME_ENV] = str(Path(home).resolve())
         os.environ[RELOAD_ENV] = str(reload_interval_s)
-        uvicorn.run(
-            "serving.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=_log_config(),
-            access_log=access_log,
-            loop=loop,
-            http=http,
-        )
+        uvicorn.run("serving.app:app_from_env", factory=True, workers=workers, **options)
         return
     project = Project.load(project_spec_path, state_dir=home)
-    uvicorn.run(
-        create_app(project, reload_interval_s),
-        host=host,
-        port=port,
-        log_config=_log_config(),
-        access_log=access_log,
-        loop=loop,
-        http=http,
-    )
+    uvicorn.run(create_app(project, reload_interval_s), **options)
 
 
 def _event_loop_and_parser() -> tuple[str, str]:
