@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from mlforge.deployment import PROMOTED, REJECTED, Manifest, Variant
+from mlforge.prediction_log import STATUS_ERROR, answering_rows, ok_scored_rows
 from mlforge.spec import StrategySpec
 
 if TYPE_CHECKING:
@@ -97,19 +98,18 @@ class Decision:
 
 def variant_stats(log: pl.DataFrame) -> dict[str, VariantStats]:
     """Per variant: rows, failed rows, p99 latency per request, mean and values of its ok scores."""
-    import polars as pl
 
     out: dict[str, VariantStats] = {}
     if log.height == 0:
         return out
     for (name,), part in log.group_by("variant", maintain_order=True):
-        ok = part.filter((pl.col("status") == "ok") & pl.col("score").is_not_null())
+        ok = ok_scored_rows(part)
         scores = ok["score"].to_numpy().astype(np.float64)
         per_request = part.unique(["request_id"], keep="first")["latency_ms"].to_numpy()
         out[str(name)] = VariantStats(
             variant=str(name),
             rows=part.height,
-            errors=int((part["status"] == "error").sum()),
+            errors=int((part["status"] == STATUS_ERROR).sum()),
             requests=len(per_request),
             latency_p99_ms=float(np.percentile(per_request, 99)) if len(per_request) else None,
             mean_score=float(scores.mean()) if scores.size else None,
@@ -190,7 +190,6 @@ def bound_breaches(strategy: StrategySpec, c: VariantStats, base: VariantStats |
 
 def decide_canary(manifest: Manifest, strategy: StrategySpec, log: pl.DataFrame, now: datetime) -> Decision:
     """Advance, wait, promote or roll back a canary rollout."""
-    import polars as pl
 
     rev = manifest.revision
     canary = next((v for v in manifest.answering() if v.name == "canary"), None)
@@ -198,7 +197,7 @@ def decide_canary(manifest: Manifest, strategy: StrategySpec, log: pl.DataFrame,
     if canary is None or stable is None or canary.traffic >= 100:
         return Decision("none", "no canary rollout in progress", revision=rev)
     rows = window(log, manifest)
-    stats = variant_stats(rows.filter(~pl.col("shadow")) if rows.height else rows)
+    stats = variant_stats(answering_rows(rows))
     c = stats.get(canary.name, VariantStats(canary.name))
     s = stats.get(stable.name)
     step = f"canary v{canary.version} at {canary.traffic}%"
@@ -279,7 +278,7 @@ def agreement(log: pl.DataFrame, champion: str, challenger: str, tolerance: floa
     """Share of rows both scored whose scores differ by at most `tolerance`, and how many pairs."""
     import polars as pl
 
-    ok = log.filter((pl.col("status") == "ok") & pl.col("score").is_not_null())
+    ok = ok_scored_rows(log)
     a = ok.filter(pl.col("variant") == champion).select("request_id", "row", pl.col("score").alias("a"))
     b = ok.filter(pl.col("variant") == challenger).select("request_id", "row", pl.col("score").alias("b"))
     pairs = a.join(b, on=["request_id", "row"], how="inner")

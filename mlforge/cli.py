@@ -566,10 +566,7 @@ def data_pull(
         if version is None or dataset is not None or day is not None or md5 is not None:
             _fail("--model needs --version and takes no DATASET, --day or --md5")
             return
-        from mlforge.tracking import Tracker
-
-        tracker = Tracker(project.settings.tracking_uri, project.settings.artifact_root)
-        tags = tracker.version(model, version).tags
+        tags = project.tracker.version(model, version).tags
         if "mlforge.cutoff" not in tags:
             _fail(f"model {model} version {version} has no mlforge.cutoff tag (not trained by MLForge)")
         cutoff = date.fromisoformat(tags["mlforge.cutoff"])

@@ -20,7 +20,7 @@ import polars as pl
 
 from mlforge.checks import CheckOutcome
 from mlforge.labels import LABEL
-from mlforge.prediction_log import STATUS_OK
+from mlforge.prediction_log import STATUS_OK, answering_rows, ok_scored_rows
 from mlforge.timeline import key
 
 #: Score at or above which a prediction counts as positive for precision/recall/F1.
@@ -144,14 +144,9 @@ def join_batch(predictions: pl.DataFrame, labels: pl.DataFrame, entity_key: str)
     )
 
 
-def answering_rows(log: pl.DataFrame) -> pl.DataFrame:
-    """The rows that answered a request (shadow rows only score, they never answer)."""
-    return log.filter(~pl.col("shadow")) if log.height else log
-
-
 def join_log(log: pl.DataFrame, labels: pl.DataFrame, entity_key: str) -> pl.DataFrame:
     """(score, label) of the log's answered ok rows whose entity has a label (one row per prediction)."""
-    ok = answering_rows(log).filter((pl.col("status") == STATUS_OK) & pl.col("score").is_not_null())
+    ok = ok_scored_rows(answering_rows(log))
     return (
         ok.select(pl.col("entity_id").alias(entity_key), "score")
         .join(labels.select(entity_key, LABEL), on=entity_key, how="inner")

@@ -497,6 +497,20 @@ def _as_day(day: date | datetime | str) -> date:
     return date.fromisoformat(day)
 
 
+def answering_rows(log: pl.DataFrame) -> pl.DataFrame:
+    """The rows that answered a request (shadow rows only score, they never answer)."""
+    import polars as pl
+
+    return log.filter(~pl.col("shadow")) if log.height else log
+
+
+def ok_scored_rows(log: pl.DataFrame) -> pl.DataFrame:
+    """The rows scored without error (status ``ok``, a score present); shadow rows included."""
+    import polars as pl
+
+    return log.filter((pl.col("status") == STATUS_OK) & pl.col("score").is_not_null()) if log.height else log
+
+
 def read_prediction_log(
     storage: Storage, endpoint: str, day: date | datetime | str, since: datetime | None = None
 ) -> pl.DataFrame:

@@ -22,6 +22,8 @@ from mlforge.storage import Storage, open_storage
 if TYPE_CHECKING:
     import polars as pl
 
+    from mlforge.tracking import Tracker
+
 SPEC_ENV = "MLFORGE_SPEC"
 
 
@@ -148,6 +150,14 @@ class Project:
             self.settings.storage_endpoint_url,
             self.settings.storage_region,
         )
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        """The project's MLflow tracker (MLflow itself is imported on first use)."""
+        from mlforge.tracking import Tracker
+
+        s = self.settings
+        return Tracker(s.tracking_uri, s.artifact_root, s.artifact_endpoint_url, s.storage_region)
 
     def read_source(self, ds: DatasetSpec, path: str | None = None) -> pl.DataFrame:
         """Every row of a dataset's source (or of `path` read as that dataset), on the project's S3."""

@@ -19,7 +19,7 @@ from mlforge.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_key, drift_repo
 from mlforge.errors import DataError
 from mlforge.features import service_features
 from mlforge.lifecycle import champion_or_fail, model_dir, service_frame
-from mlforge.prediction_log import STATUS_OK, read_prediction_log
+from mlforge.prediction_log import answering_rows, ok_scored_rows, read_prediction_log
 from mlforge.predictions import predict_frame
 from mlforge.project import Project
 from mlforge.spec import ModelSpec
@@ -37,7 +37,7 @@ def served_inputs(stage: Stage, endpoints: list[str], d: date, features: list[st
         log = read_prediction_log(stage.storage, endpoint, d)
         if log.height == 0 or "features" not in log.columns:
             continue
-        ok = log.filter(~pl.col("shadow") & pl.col("found") & (pl.col("status") == STATUS_OK))
+        ok = ok_scored_rows(answering_rows(log))
         frames.append(ok.select(pl.col("features").struct.unnest(), pl.col(SCORE)))
     if not frames:
         return pl.DataFrame(schema={**dict.fromkeys(features, pl.Float32), SCORE: pl.Float64})

@@ -30,8 +30,7 @@ from mlforge_assets.common import metadata_values
 
 def _two_versions(materialized: Any, project: Any) -> Tracker:
     """The project's (copied) registry with v2 = a second version of the quickstart's run, champion."""
-    s = project.settings
-    tracker = Tracker(s.tracking_uri, s.artifact_root)
+    tracker = project.tracker
     trained = read_trained(materialized.project.storage, "churn", date(1998, 6, 30))
     logged = trained.logged_model()
     v2 = tracker.register("churn", logged, {"mlforge.cutoff": "1998-06-30"})

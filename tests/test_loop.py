@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from mlforge.simulate import DriftScenario
-from mlforge.tracking import Tracker
 from mlforge_assets import demo
 from servers import Receiver
 
@@ -39,7 +38,7 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     )
     project = setup.project()
     demo.backfill(setup)
-    tracker = Tracker(project.settings.tracking_uri, project.settings.artifact_root)
+    tracker = project.tracker
     before = tracker.alias("churn", "champion")
     assert before is not None and before.version == 1
 
