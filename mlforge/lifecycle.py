@@ -237,7 +237,7 @@ def deploy_endpoint(
         strategy=dep.strategy.kind,
         feature_service=model.feature_service,
         feature_names=[f for _, f in pairs],
-        entity_key=spec.entity(spec.feature_view(pairs[0][0]).entity).join_key,
+        entity_key=spec.join_key(pairs[0][0]),
         views=sorted({v for v, _ in pairs}),
         variants=variants,
         partition=key(partition),
@@ -261,7 +261,7 @@ def service_frame(storage: Storage, spec: ProjectSpec, service: str, d: date) ->
         missing = missing_snapshots(storage, view_name, [d])
         if missing:
             raise MissingPartitionsError(f"service {service}", f"features/{view_name}", missing)
-        join_key = spec.entity(spec.feature_view(view_name).entity).join_key
+        join_key = spec.join_key(view_name)
         cols = [f for v, f in pairs if v == view_name]
         snap = read_snapshot(storage, view_name, d).select(join_key, *cols)
         frame = snap if frame is None else frame.join(snap, on=join_key, how="full", coalesce=True)

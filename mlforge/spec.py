@@ -493,6 +493,10 @@ class ProjectSpec(_Model):
         """The deployment of `endpoint`."""
         return _find(self.deployments, "endpoint", endpoint, "endpoint")
 
+    def join_key(self, view: str) -> str:
+        """The join key of the entity feature view `view` is keyed by."""
+        return self.entity(self.feature_view(view).entity).join_key
+
     def endpoints_of(self, model: str) -> list[str]:
         """The endpoints that serve `model`."""
         return [d.endpoint for d in self.deployments if d.model == model]

@@ -74,7 +74,7 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
         if missing:
             raise MissingPartitionsError(stage, f"features/{view}", missing, "Materialize them first.")
 
-    join_key = spec.entity(spec.feature_view(views[0]).entity).join_key
+    join_key = spec.join_key(views[0])
     labels = pl.concat([read_parquet(storage, label_key(model.name, d)) for d in days])
     versions = {
         f"labels/{model.name}/{key(d)}": read_json(storage, label_meta_key(model.name, d))["sha256"]

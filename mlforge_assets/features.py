@@ -75,7 +75,7 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
 
 def online_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinition:
     """Latest values of one feature view in the online store, with the view's TTL."""
-    join_key = project.spec.entity(project.spec.feature_view(view.name).entity).join_key
+    join_key = project.spec.join_key(view.name)
     names = feature_names(view)
 
     def run(stage: Stage, days: list[date]) -> StageResult:

@@ -53,7 +53,7 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     """Daily live performance of one model: quality vs matured labels, latency and errors from the log."""
     spec = project.spec
     pairs = service_features(spec, model.feature_service)
-    join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
+    join_key = spec.join_key(pairs[0][0])
     horizon = model.label.horizon_days
     endpoints = spec.endpoints_of(model.name)
     thresholds = spec.monitoring_for(model.name).alert_thresholds

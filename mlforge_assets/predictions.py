@@ -21,7 +21,7 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     spec = project.spec
     pairs = service_features(spec, model.feature_service)
     features = [f for _, f in pairs]
-    join_key = spec.entity(spec.feature_view(pairs[0][0]).entity).join_key
+    join_key = spec.join_key(pairs[0][0])
 
     registered = asset_key(project, "models", model.name, "registered")
 
