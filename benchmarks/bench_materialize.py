@@ -44,9 +44,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gen_transactions import generate  # noqa: E402
 
-from mlforge.features import EVENT_TS, feature_names, iter_snapshots  # noqa: E402
-from mlforge.online_store import RedisOnlineStore, SQLiteOnlineStore  # noqa: E402
-from mlforge.spec import FeatureViewSpec, load_spec  # noqa: E402
+from mlforge.config.spec import FeatureViewSpec, load_spec  # noqa: E402
+from mlforge.features.online import RedisOnlineStore, SQLiteOnlineStore  # noqa: E402
+from mlforge.features.refs import feature_names  # noqa: E402
+from mlforge.features.snapshots import EVENT_TS, iter_snapshots  # noqa: E402
 
 KEY, DAY, VIEW = "customer_id", "date", "customer_activity"
 

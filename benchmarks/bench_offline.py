@@ -50,9 +50,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from gen_transactions import generate  # noqa: E402
 from legacy_features import legacy_snapshot  # noqa: E402
 
-from mlforge.features import EVENT_TS, compute_snapshot, feature_names, iter_snapshots  # noqa: E402
-from mlforge.spec import FeatureViewSpec, load_spec  # noqa: E402
-from mlforge.timeline import end_of  # noqa: E402
+from mlforge.config.spec import FeatureViewSpec, load_spec  # noqa: E402
+from mlforge.features.refs import feature_names  # noqa: E402
+from mlforge.features.snapshots import EVENT_TS, compute_snapshot, iter_snapshots  # noqa: E402
+from mlforge.io.timeline import end_of  # noqa: E402
 
 KEY, DAY = "customer_id", "date"
 

@@ -43,10 +43,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gen_transactions import generate  # noqa: E402
 
-from mlforge.feature_store import FeatureStore, OnlineFeatures, _refs  # noqa: E402
-from mlforge.features import EVENT_TS, compute_snapshot, feature_names  # noqa: E402
-from mlforge.online_store import TS_WIDTH, RedisOnlineStore  # noqa: E402
-from mlforge.project import Project  # noqa: E402
+from mlforge.config.project import Project  # noqa: E402
+from mlforge.features.online import TS_WIDTH, RedisOnlineStore  # noqa: E402
+from mlforge.features.snapshots import EVENT_TS, compute_snapshot, feature_names  # noqa: E402
+from mlforge.features.store import FeatureStore, OnlineFeatures, _refs  # noqa: E402
 from servers import start_redis  # noqa: E402
 
 VIEW, SERVICE, KEY = "customer_activity", "churn_features", "customer_id"

@@ -60,13 +60,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from mlforge.deployment import read_manifest, write_manifest  # noqa: E402
-from mlforge.features import feature_names  # noqa: E402
-from mlforge.offline_store import read_snapshot  # noqa: E402
-from mlforge.online_store import open_online_store  # noqa: E402
-from mlforge.prediction_log import read_prediction_log  # noqa: E402
-from mlforge.project import Project  # noqa: E402
-from mlforge.storage import LocalStorage  # noqa: E402
+from mlforge.config.project import Project  # noqa: E402
+from mlforge.deployment.manifest import read_manifest, write_manifest  # noqa: E402
+from mlforge.features.offline import read_snapshot  # noqa: E402
+from mlforge.features.online import open_online_store  # noqa: E402
+from mlforge.features.snapshots import feature_names  # noqa: E402
+from mlforge.io.storage import LocalStorage  # noqa: E402
+from mlforge.monitoring.prediction_log import read_prediction_log  # noqa: E402
 from servers import free_port, start_redis  # noqa: E402
 
 ENDPOINT, VIEW = "churn-api", "customer_activity"

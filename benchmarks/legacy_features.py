@@ -10,9 +10,10 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from mlforge.features import _FILL_ZERO, EVENT_TS, _agg, _plan, feature_names
-from mlforge.spec import FeatureViewSpec
-from mlforge.timeline import end_of
+from mlforge.config.spec import FeatureViewSpec
+from mlforge.features.refs import _plan, feature_names
+from mlforge.features.snapshots import _FILL_ZERO, EVENT_TS, _agg
+from mlforge.io.timeline import end_of
 
 
 def legacy_snapshot(

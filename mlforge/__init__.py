@@ -9,7 +9,7 @@ __all__ = ["MLForgeClient"]
 
 def __getattr__(name: str) -> Any:
     if name == "MLForgeClient":
-        from mlforge.client import MLForgeClient
+        from mlforge.sdk.client import MLForgeClient
 
         return MLForgeClient
     raise AttributeError(name)

@@ -13,18 +13,20 @@ from datetime import date
 
 import dagster as dg
 
-from mlforge import checks as core_checks
-from mlforge.datasets import StoredPartition, store_days
-from mlforge.project import Project
-from mlforge.spec import DatasetSpec
-from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
+from mlforge.config.project import Project
+from mlforge.config.spec import DatasetSpec
+from mlforge.data import checks as core_checks
+from mlforge.data.raw import StoredPartition, store_days
+from mlforge_assets.metadata import md_table
+from mlforge_assets.partitions import asset_key
+from mlforge_assets.stage import Stage, StageResult, check, stage_asset
 
 
 def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
     """The raw asset of one dataset."""
 
     def run(stage: Stage, days: list[date]) -> StageResult:
-        from mlforge.versioning import versioning_enabled
+        from mlforge.data.versioning import versioning_enabled
 
         frame = project.read_source(ds)
         dvc = _DvcBatch(project, ds) if versioning_enabled() else None
@@ -72,7 +74,7 @@ class _DvcBatch:
     """Versions one run's stored days in DVC: one `dvc add` for the range, then one push."""
 
     def __init__(self, project: Project, ds: DatasetSpec) -> None:
-        from mlforge.versioning import DatasetVersions
+        from mlforge.data.versioning import DatasetVersions
 
         self.ds = ds
         self.versions = DatasetVersions.for_project(project)

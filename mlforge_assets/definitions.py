@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlforge.config.project import Project
 from mlforge.errors import SpecError
-from mlforge.project import Project
 from mlforge_assets.factory import build_definitions
 
 

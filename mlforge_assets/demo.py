@@ -28,12 +28,13 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from mlforge.deployment import read_manifest
-from mlforge.project import Project
-from mlforge.simulate import DriftScenario, inject_drift, write_whitespace
-from mlforge_assets.automation import DRIFT_TRIGGER_TAG, IN_PROGRESS_STATUSES
-from mlforge_assets.common import asset_key, metadata_values
+from mlforge.config.project import Project
+from mlforge.data.simulate import DriftScenario, inject_drift, write_whitespace
+from mlforge.deployment.manifest import read_manifest
+from mlforge_assets.metadata import metadata_values
+from mlforge_assets.partitions import asset_key
 from mlforge_assets.runner import Runner, StepResult
+from mlforge_assets.sensors import DRIFT_TRIGGER_TAG, IN_PROGRESS_STATUSES
 
 INSTANCE_YAML = """\
 # The demo's Dagster instance: SQLite under this folder, one run at a time (the replay is a clock).
@@ -90,7 +91,7 @@ def prepare(
     interval_seconds: int = 5,
 ) -> LoopSetup:
     """Write the loop's project (spec, drifted source, Dagster instance) into `folder`."""
-    from mlforge.spec import ProjectSpec
+    from mlforge.config.spec import ProjectSpec
 
     folder = folder.resolve()
     (folder / "data").mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,13 @@ from datetime import date
 
 import dagster as dg
 
-from mlforge.deployment import manifest_key
-from mlforge.lifecycle import deploy_endpoint
-from mlforge.project import Project
-from mlforge.spec import DeploymentSpec
-from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
+from mlforge.config.project import Project
+from mlforge.config.spec import DeploymentSpec
+from mlforge.deployment.manifest import manifest_key
+from mlforge.deployment.rollout import deploy_endpoint
+from mlforge_assets.metadata import md_table
+from mlforge_assets.partitions import asset_key
+from mlforge_assets.stage import Stage, StageResult, stage_asset
 
 
 def deployment_asset(project: Project, dep: DeploymentSpec) -> dg.AssetsDefinition:

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import dagster as dg
 
-from mlforge.project import Project
-from mlforge_assets.automation import (
-    alert_on_run_failure,
-    canary_sensor,
-    day_schedule,
-    drift_sensor,
-    refresh_job,
-    replay_sensor,
-    retrain_job,
-    sensor_interval,
-)
+from mlforge.config.project import Project
 from mlforge_assets.datasets import raw_asset
 from mlforge_assets.deployments import deployment_asset
+from mlforge_assets.drift import drift_asset
 from mlforge_assets.features import feature_asset, online_asset
+from mlforge_assets.jobs import refresh_job, retrain_job
 from mlforge_assets.labels import label_asset
 from mlforge_assets.models import registered_asset, trained_asset
-from mlforge_assets.monitoring import drift_asset
 from mlforge_assets.performance import performance_asset
 from mlforge_assets.predictions import predictions_asset
+from mlforge_assets.schedules import day_schedule
+from mlforge_assets.sensors import (
+    alert_on_run_failure,
+    canary_sensor,
+    drift_sensor,
+    replay_sensor,
+    sensor_interval,
+)
 from mlforge_resources import resources_for
 
 

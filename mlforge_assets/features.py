@@ -8,15 +8,18 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from mlforge import checks as core_checks
-from mlforge.datasets import data_versions, day_column, load_days, missing_days
+from mlforge.config.project import Project
+from mlforge.config.spec import FeatureViewSpec
+from mlforge.data import checks as core_checks
+from mlforge.data.raw import data_versions, day_column, load_days, missing_days
 from mlforge.errors import MissingPartitionsError
-from mlforge.features import EVENT_TS, feature_names, iter_snapshots
-from mlforge.offline_store import missing_snapshots, read_snapshots, write_snapshot
-from mlforge.project import Project
-from mlforge.spec import FeatureViewSpec
-from mlforge.timeline import clip, days_between, feature_window
-from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset, window
+from mlforge.features.offline import missing_snapshots, read_snapshots, write_snapshot
+from mlforge.features.refs import feature_names
+from mlforge.features.snapshots import EVENT_TS, iter_snapshots
+from mlforge.io.timeline import clip, days_between, feature_window
+from mlforge_assets.metadata import md_table
+from mlforge_assets.partitions import asset_key, window
+from mlforge_assets.stage import Stage, StageResult, check, stage_asset
 
 
 def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinition:

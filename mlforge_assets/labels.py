@@ -6,17 +6,18 @@ from datetime import date
 
 import dagster as dg
 
-from mlforge.datasets import day_column, load_days, missing_days
+from mlforge.config.project import Project
+from mlforge.config.spec import ModelSpec
+from mlforge.data.raw import day_column, load_days, missing_days
 from mlforge.errors import MissingPartitionsError, MLForgeError
-from mlforge.features import service_features
-from mlforge.labels import LABEL, churn_labels, label_key, label_meta_key
-from mlforge.offline_store import missing_snapshots, read_snapshot
-from mlforge.project import Project
-from mlforge.spec import ModelSpec
-from mlforge.storage import write_json, write_parquet
-from mlforge.timeline import days_between, label_window
-from mlforge_assets.common import Stage, StageResult, asset_key, stage_asset, window
+from mlforge.features.labels import LABEL, churn_labels, label_key, label_meta_key
+from mlforge.features.offline import missing_snapshots, read_snapshot
+from mlforge.features.refs import service_features
+from mlforge.io.storage import write_json, write_parquet
+from mlforge.io.timeline import days_between, label_window
 from mlforge_assets.conditions import when_matured
+from mlforge_assets.partitions import asset_key, window
+from mlforge_assets.stage import Stage, StageResult, stage_asset
 
 
 def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:

@@ -6,13 +6,16 @@ from datetime import date
 
 import dagster as dg
 
-from mlforge import checks as core_checks
-from mlforge.features import service_features
-from mlforge.lifecycle import register_cutoff, train_cutoff
-from mlforge.project import Project
-from mlforge.spec import ModelSpec
-from mlforge.timeline import training_offsets
-from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset, window
+from mlforge.config.project import Project
+from mlforge.config.spec import ModelSpec
+from mlforge.features.refs import service_features
+from mlforge.io.timeline import training_offsets
+from mlforge.models.metrics import metric, min_quality
+from mlforge.models.registration import register_cutoff
+from mlforge.models.training import train_cutoff
+from mlforge_assets.metadata import md_table
+from mlforge_assets.partitions import asset_key, window
+from mlforge_assets.stage import Stage, StageResult, check, stage_asset
 
 
 def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
@@ -28,10 +31,8 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             tags = stage.lineage_tags(d.isoformat())
             results.append(train_cutoff(stage.storage, stage.tracker, spec, model, d, tags))
         last = results[-1]
-        worst = min(
-            results,
-            key=lambda r: r.metrics[gate.metric] if gate.metric != "logloss" else -r.metrics[gate.metric],
-        )
+        worst_value = metric(gate.metric).worst(r.metrics[gate.metric] for r in results)
+        worst = next(r for r in results if r.metrics[gate.metric] == worst_value)
         return StageResult(
             metadata={
                 **{f"holdout_{k}": v for k, v in last.metrics.items()},
@@ -46,7 +47,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                     [{"cutoff": str(r.cutoff), gate.metric: r.metrics[gate.metric]} for r in results]
                 ),
             },
-            checks=[core_checks.min_metric(worst.metrics, gate.metric, gate.min)],
+            checks=[min_quality(worst.metrics, gate.metric, gate.min)],
             data_version=last.booster_sha256,
         )
 
@@ -62,7 +63,9 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         run=run,
         checks=[
             check(
-                "min_quality", f"Holdout {gate.metric} ≥ {gate.min} before registration.", threshold=gate.min
+                "min_quality",
+                f"Holdout {gate.metric} {metric(gate.metric).sign(True)} {gate.min} before registration.",
+                threshold=gate.min,
             )
         ],
     )

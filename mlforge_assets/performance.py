@@ -7,29 +7,31 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from mlforge.config.project import Project
+from mlforge.config.spec import ModelSpec
 from mlforge.errors import MissingPartitionsError
-from mlforge.features import service_features
-from mlforge.labels import label_key, label_meta_key
-from mlforge.lifecycle import champion_or_fail
-from mlforge.performance import (
+from mlforge.features.labels import label_key, label_meta_key
+from mlforge.features.refs import service_features
+from mlforge.io.storage import read_parquet, write_json
+from mlforge.io.timeline import key
+from mlforge.models.metrics import metric as metric_info
+from mlforge.models.predictions import predictions_key
+from mlforge.models.registration import champion_or_fail
+from mlforge.monitoring.performance import (
     DEFAULT_THRESHOLD,
     MIN_LOG_ROWS,
     STATUS_OK_DAY,
-    THRESHOLDS,
     DayPerformance,
     check_name,
     evaluate_day,
     summary_key,
     threshold_checks,
 )
-from mlforge.prediction_log import empty_frame, read_prediction_log
-from mlforge.predictions import predictions_key
-from mlforge.project import Project
-from mlforge.spec import ModelSpec
-from mlforge.storage import read_parquet, write_json
-from mlforge.timeline import key
-from mlforge_assets.common import Stage, StageResult, asset_key, check, md_table, stage_asset
+from mlforge.monitoring.prediction_log import empty_frame, read_prediction_log
 from mlforge_assets.conditions import after_upstream
+from mlforge_assets.metadata import md_table
+from mlforge_assets.partitions import asset_key
+from mlforge_assets.stage import Stage, StageResult, check, stage_asset
 
 HEADLINE = (  # summary fields shown as asset metadata
     "matures_on",
@@ -130,7 +132,7 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         checks=[
             check(
                 check_name(metric),
-                f"{metric} {'≥' if THRESHOLDS[metric] == 'min' else '≤'} {limit:g} "
+                f"{metric} {metric_info(metric).sign(True)} {limit:g} "
                 "(not evaluated while the day has no input for it)",
                 blocking=False,
                 alert=True,

@@ -6,14 +6,17 @@ from datetime import date
 
 import dagster as dg
 
-from mlforge.features import service_features
-from mlforge.lifecycle import champion_or_fail, service_frame
-from mlforge.predictions import predictions_key, score_frame
-from mlforge.project import Project
-from mlforge.spec import ModelSpec
-from mlforge.storage import write_parquet
-from mlforge_assets.common import Stage, StageResult, asset_key, md_table, stage_asset
+from mlforge.config.project import Project
+from mlforge.config.spec import ModelSpec
+from mlforge.features.offline import service_frame
+from mlforge.features.refs import service_features
+from mlforge.io.storage import write_parquet
+from mlforge.models.predictions import predictions_key, score_frame
+from mlforge.models.registration import champion_or_fail
 from mlforge_assets.conditions import after_upstream
+from mlforge_assets.metadata import md_table
+from mlforge_assets.partitions import asset_key
+from mlforge_assets.stage import Stage, StageResult, stage_asset
 
 
 def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:

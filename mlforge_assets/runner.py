@@ -13,10 +13,11 @@ from datetime import date
 
 import dagster as dg
 
+from mlforge.config.project import Project
 from mlforge.errors import MLForgeError
-from mlforge.project import Project
-from mlforge_assets.common import asset_key, metadata_values, step_failures
 from mlforge_assets.factory import build_assets
+from mlforge_assets.metadata import metadata_values, step_failures
+from mlforge_assets.partitions import asset_key
 from mlforge_resources import resources_for
 
 

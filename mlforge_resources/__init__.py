@@ -12,11 +12,11 @@ import os
 import dagster as dg
 from pydantic import Field
 
-from mlforge.alerts import AlertChannel
-from mlforge.online_store import OnlineStore, open_online_store
-from mlforge.project import Project
-from mlforge.storage import Storage, open_storage
-from mlforge.tracking import Tracker
+from mlforge.config.project import Project
+from mlforge.features.online import OnlineStore, open_online_store
+from mlforge.io.storage import Storage, open_storage
+from mlforge.models.tracking import Tracker
+from mlforge.monitoring.alerts import AlertChannel
 
 __all__ = ["AlertsResource", "MLflowResource", "OnlineStoreResource", "StorageResource", "resources_for"]
 

@@ -74,21 +74,21 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from mlforge.deployment import (
+from mlforge.config.project import SPEC_ENV, Project
+from mlforge.deployment.manifest import (
     DeploymentConflictError,
     Manifest,
     Variant,
     apply_traffic,
-    bucket,
     read_manifest,
     rollback,
 )
+from mlforge.deployment.routing import bucket
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError, StoreUnavailableError
-from mlforge.feature_refs import feature_names, service_features
-from mlforge.online_store import OnlineStore, open_online_store
-from mlforge.prediction_log import PredictionBatch, PredictionLogger
-from mlforge.project import SPEC_ENV, Project
-from mlforge.tracking import load_booster
+from mlforge.features.online import OnlineStore, open_online_store
+from mlforge.features.refs import feature_names, service_features
+from mlforge.models.tracking import load_booster
+from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger
 from serving.redis_reader import RedisReader
 from serving.trees import compile_booster
 

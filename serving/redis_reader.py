@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mlforge.errors import MLForgeError, StoreUnavailableError
-from mlforge.online_store import RedisOnlineStore, _assemble
+from mlforge.features.online import RedisOnlineStore, _assemble
 
 _MGET = b"$4\r\nMGET\r\n"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlforge.project import Project
+from mlforge.config.project import Project
 from mlforge_assets.runner import Runner, StepResult
 from servers import Receiver, start_redis, start_s3
 

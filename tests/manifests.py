@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlforge.deployment import Manifest, Variant
+from mlforge.deployment.manifest import Manifest, Variant
 
 ENDPOINT = "churn-api"
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlforge.alerts import AlertBook, AlertChannel
+from mlforge.monitoring.alerts import AlertBook, AlertChannel
 from mlforge_assets.factory import build_definitions
 from mlforge_resources import AlertsResource
 from servers import Receiver
 
 
 def test_webhook_receives_one_alert_per_breach_until_it_clears(tmp_path: Path, receiver: Receiver) -> None:
-    from mlforge.storage import LocalStorage
+    from mlforge.io.storage import LocalStorage
 
     book = AlertBook(LocalStorage(tmp_path), AlertChannel(receiver.url))
     sent = [
@@ -29,7 +29,7 @@ def test_webhook_receives_one_alert_per_breach_until_it_clears(tmp_path: Path, r
 
 
 def test_unreachable_webhook_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from mlforge.storage import LocalStorage
+    from mlforge.io.storage import LocalStorage
 
     book = AlertBook(LocalStorage(tmp_path), AlertChannel("http://127.0.0.1:9/hook?token=s3cr3t", 1.0))
     alert = book.observe("latency", True, "p99 80 ms > 50 ms", value=80.0, threshold=50.0)

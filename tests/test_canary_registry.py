@@ -20,12 +20,12 @@ from test_strategies import (
     variant,
 )
 
-from mlforge.deployment import read_manifest, write_manifest
-from mlforge.lifecycle import read_trained
-from mlforge.prediction_log import PredictionLogger
-from mlforge.tracking import Tracker
-from mlforge_assets.automation import canary_sensor
-from mlforge_assets.common import metadata_values
+from mlforge.deployment.manifest import read_manifest, write_manifest
+from mlforge.models.tracking import Tracker
+from mlforge.models.training import read_trained
+from mlforge.monitoring.prediction_log import PredictionLogger
+from mlforge_assets.metadata import metadata_values
+from mlforge_assets.sensors import canary_sensor
 
 
 def _two_versions(materialized: Any, project: Any) -> Tracker:

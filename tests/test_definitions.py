@@ -6,7 +6,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from mlforge.project import Project
+from mlforge.config.project import Project
 from mlforge_assets.factory import build_definitions
 
 

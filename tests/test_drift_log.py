@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 from projects import copy_state
 
-from mlforge.drift import MIN_DRIFT_LOG_ROWS, drift_key
-from mlforge.features import service_features
-from mlforge.lifecycle import service_frame
-from mlforge.prediction_log import PredictionBatch, PredictionLogger
-from mlforge.project import Project
-from mlforge.storage import read_json
+from mlforge.config.project import Project
+from mlforge.features.offline import service_frame
+from mlforge.features.refs import service_features
+from mlforge.io.storage import read_json
+from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, drift_key
+from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger
 from mlforge_assets.runner import Runner
 
 CLEAN, SHIFTED = date(1998, 6, 29), date(1998, 6, 30)

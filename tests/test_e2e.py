@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlforge.deployment import read_manifest
-from mlforge.project import Project
+from mlforge.config.project import Project
+from mlforge.deployment.manifest import read_manifest
 from servers import free_port
 
 pytestmark = pytest.mark.e2e

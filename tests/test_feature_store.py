@@ -10,9 +10,10 @@ import pytest
 
 from mlforge import MLForgeClient
 from mlforge.errors import MLForgeError
-from mlforge.feature_store import FeatureStore
-from mlforge.features import EVENT_TS, feature_names
-from mlforge.offline_store import read_snapshot
+from mlforge.features.offline import read_snapshot
+from mlforge.features.refs import feature_names
+from mlforge.features.snapshots import EVENT_TS
+from mlforge.features.store import FeatureStore
 
 END = date(1998, 6, 30)
 

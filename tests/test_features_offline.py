@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from mlforge.datasets import read_source
+from mlforge.config.spec import DatasetSpec, FeatureViewSpec, ModelSpec, load_spec
+from mlforge.data.sources import read_source
 from mlforge.errors import DataError
-from mlforge.features import EVENT_TS, compute_snapshot, feature_names
-from mlforge.labels import LABEL, churn_labels
-from mlforge.offline_store import point_in_time_join
-from mlforge.spec import DatasetSpec, FeatureViewSpec, ModelSpec, load_spec
-from mlforge.timeline import end_of, training_dates, training_offsets
+from mlforge.features.labels import LABEL, churn_labels
+from mlforge.features.offline import point_in_time_join
+from mlforge.features.refs import feature_names
+from mlforge.features.snapshots import EVENT_TS, compute_snapshot
+from mlforge.io.timeline import end_of, training_dates, training_offsets
 
 REPO = Path(__file__).resolve().parents[1]
 CDNOW = REPO / "data" / "cdnow" / "CDNOW_master.txt"

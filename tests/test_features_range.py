@@ -15,15 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from mlforge.datasets import read_source
-from mlforge.features import (
-    _plan,
-    _Runs,
-    compute_snapshot,
-    compute_snapshots,
-    iter_snapshots,
-)
-from mlforge.spec import FeatureViewSpec, load_spec
+from mlforge.config.spec import FeatureViewSpec, load_spec
+from mlforge.data.sources import read_source
+from mlforge.features.refs import _plan
+from mlforge.features.snapshots import _Runs, compute_snapshot, compute_snapshots, iter_snapshots
 
 REPO = Path(__file__).resolve().parents[1]
 KEY, DAY = "customer_id", "date"

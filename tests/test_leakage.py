@@ -12,8 +12,8 @@ from pathlib import Path
 import polars as pl
 from projects import CUTOFF, END, HORIZON, START, compact_spec, write_spec
 
-from mlforge.lifecycle import read_trained
-from mlforge.project import Project
+from mlforge.config.project import Project
+from mlforge.models.training import read_trained
 from mlforge_assets.runner import Runner
 
 
@@ -68,7 +68,7 @@ def test_model_for_cutoff_ignores_everything_after_it(tmp_path: Path, repo_root:
 
 def test_training_set_rows_respect_the_label_horizon(tmp_path: Path, repo_root: Path) -> None:
     """Every training snapshot's label window ends on or before the holdout day, which ends by D."""
-    from mlforge.timeline import training_dates
+    from mlforge.io.timeline import training_dates
 
     project = Project.load(repo_root / "mlforge.yaml", state_dir=tmp_path)
     model = project.spec.model("churn")

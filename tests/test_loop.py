@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlforge.simulate import DriftScenario
+from mlforge.data.simulate import DriftScenario
 from mlforge_assets import demo
 from servers import Receiver
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlforge.checks import min_metric
-from mlforge.registry import decide
-from mlforge.spec import GateSpec
+from mlforge.config.spec import GateSpec
+from mlforge.models.gate import decide
+from mlforge.models.metrics import min_quality
 
 
 @pytest.mark.parametrize(
@@ -18,5 +18,5 @@ def test_min_quality_check_agrees_with_gate(metric: str, minimum: float, good: f
     gate = GateSpec(metric=metric, min=minimum, max_regression=0.0)
     assert decide(gate, good, None).promote
     assert not decide(gate, bad, None).promote
-    assert min_metric({metric: good}, metric, minimum).passed
-    assert not min_metric({metric: bad}, metric, minimum).passed
+    assert min_quality({metric: good}, metric, minimum).passed
+    assert not min_quality({metric: bad}, metric, minimum).passed

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlforge.performance import evaluate_day, summary_key
-from mlforge.prediction_log import PredictionBatch, batches_to_frame
-from mlforge.storage import LocalStorage, write_json
+from mlforge.io.storage import LocalStorage, write_json
+from mlforge.monitoring.performance import evaluate_day, summary_key
+from mlforge.monitoring.prediction_log import PredictionBatch, batches_to_frame
 
 
 def _mlforge(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:

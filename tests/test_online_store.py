@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from mlforge.errors import MLForgeError, StoreUnavailableError
-from mlforge.online_store import (
+from mlforge.features.online import (
     TS_WIDTH,
     RedisOnlineStore,
     SQLiteOnlineStore,

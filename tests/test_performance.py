@@ -14,9 +14,13 @@ import pytest
 import yaml
 from projects import copy_state
 
+from mlforge.config.project import Project
+from mlforge.config.spec import parse_spec
 from mlforge.errors import SpecError
-from mlforge.labels import LABEL, label_key
-from mlforge.performance import (
+from mlforge.features.labels import LABEL, label_key
+from mlforge.io.storage import Storage, read_json, read_parquet
+from mlforge.models.predictions import predictions_key
+from mlforge.monitoring.performance import (
     MIN_LOG_ROWS,
     STATUS_NOT_MATURED,
     evaluate_day,
@@ -26,11 +30,7 @@ from mlforge.performance import (
     summary_key,
     threshold_checks,
 )
-from mlforge.prediction_log import PredictionBatch, PredictionLogger, batches_to_frame, empty_frame
-from mlforge.predictions import predictions_key
-from mlforge.project import Project
-from mlforge.spec import parse_spec
-from mlforge.storage import Storage, read_json, read_parquet
+from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger, batches_to_frame, empty_frame
 from mlforge_assets.runner import Runner
 from servers import Receiver
 

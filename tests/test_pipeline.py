@@ -9,12 +9,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlforge.deployment import read_manifest
+from mlforge.config.project import Project
+from mlforge.deployment.manifest import read_manifest
 from mlforge.errors import MLForgeError
-from mlforge.offline_store import read_snapshot
-from mlforge.predictions import predictions_key
-from mlforge.project import Project
-from mlforge.storage import read_json, read_parquet
+from mlforge.features.offline import read_snapshot
+from mlforge.io.storage import read_json, read_parquet
+from mlforge.models.predictions import predictions_key
 from mlforge_assets.factory import build_definitions
 from mlforge_assets.runner import Runner
 
@@ -38,7 +38,7 @@ def test_feature_snapshot_matches_hand_computation(materialized) -> None:  # typ
     assert materialized.meta("churn/features/customer_activity")["entities_last_day"] == snap.height
     # customer 00003: recompute from the raw rows in the 365 days up to END
     src = materialized.project.spec.dataset("transactions")
-    from mlforge.datasets import read_source
+    from mlforge.data.sources import read_source
 
     tx = read_source(src, str(materialized.project.root / src.source.path))
     window = tx.filter(pl.col("date").is_between(date(1997, 7, 1), END))
@@ -104,8 +104,8 @@ def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-
 
 def test_drift_report_flags_shifted_spend(materialized) -> None:  # type: ignore[no-untyped-def]
     """The same report on the day's features with spend tripled and recency halved flags drift."""
-    from mlforge.drift import drift_report
-    from mlforge.features import feature_names
+    from mlforge.features.refs import feature_names
+    from mlforge.monitoring.drift import drift_report
 
     storage = materialized.project.storage
     cols = feature_names(materialized.project.spec.feature_view("customer_activity"))
@@ -188,8 +188,8 @@ def test_online_stage_on_a_real_redis(materialized, redis_url) -> None:  # type:
 
     import numpy as np
 
-    from mlforge.features import feature_names
-    from mlforge.online_store import RedisOnlineStore
+    from mlforge.features.online import RedisOnlineStore
+    from mlforge.features.refs import feature_names
 
     base = materialized.project
     settings = dataclasses.replace(

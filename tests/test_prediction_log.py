@@ -19,9 +19,11 @@ import numpy as np
 import polars as pl
 from fastapi.testclient import TestClient
 
-from mlforge.deployment import read_manifest
+from mlforge.config.project import Project
+from mlforge.deployment.manifest import read_manifest
 from mlforge.errors import StoreUnavailableError
-from mlforge.prediction_log import (
+from mlforge.io.storage import LocalStorage
+from mlforge.monitoring.prediction_log import (
     BASE_COLUMNS,
     PredictionBatch,
     PredictionLogger,
@@ -30,8 +32,6 @@ from mlforge.prediction_log import (
     read_prediction_logs,
     uuid7_time,
 )
-from mlforge.project import Project
-from mlforge.storage import LocalStorage
 from servers import free_port
 from serving.app import create_app
 
@@ -347,7 +347,7 @@ def test_a_failing_variant_is_a_500_logged_as_error_rows_and_counted(
     """What the canary's error rate is made of: rows of a variant that failed to score."""
     from types import MappingProxyType
 
-    from mlforge.deployment import write_manifest
+    from mlforge.deployment.manifest import write_manifest
 
     own = isolated(materialized.project, tmp_path / "storage")
     deployed = read_manifest(own.storage, ENDPOINT)
@@ -408,7 +408,7 @@ def test_a_failing_variant_is_a_500_logged_as_error_rows_and_counted(
 
 
 def test_frame_without_shadows_equals_the_general_frame() -> None:
-    from mlforge.prediction_log import _frame_general, _frame_no_shadows
+    from mlforge.monitoring.prediction_log import _frame_general, _frame_no_shadows
 
     rng = np.random.default_rng(3)
     batches = []

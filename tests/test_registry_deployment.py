@@ -10,22 +10,21 @@ from typing import Any
 import pytest
 from manifests import manifest, variant
 
-from mlforge.deployment import (
+from mlforge.config.spec import GateSpec, StrategySpec
+from mlforge.deployment.manifest import (
     Manifest,
     Variant,
-    bucket,
     history_key,
     manifest_key,
-    plan_variants,
     read_manifest,
     rollback,
-    route,
     write_manifest,
 )
+from mlforge.deployment.routing import bucket, route
+from mlforge.deployment.variants import plan_variants
 from mlforge.errors import DataError, ModelNotFoundError
-from mlforge.registry import decide
-from mlforge.spec import GateSpec, StrategySpec
-from mlforge.storage import LocalStorage, read_json
+from mlforge.io.storage import LocalStorage, read_json
+from mlforge.models.gate import decide
 
 # --- the gate -----------------------------------------------------------------------------
 

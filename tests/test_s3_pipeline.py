@@ -22,13 +22,13 @@ import pytest
 from fastapi.testclient import TestClient
 from projects import CUTOFF, START, compact_spec, write_spec
 
-from mlforge.deployment import read_manifest
+from mlforge.config.project import Project
+from mlforge.deployment.manifest import read_manifest
 from mlforge.errors import MLForgeError, StoreUnavailableError
-from mlforge.lifecycle import service_frame
-from mlforge.predictions import predictions_key, score_frame
-from mlforge.project import Project
-from mlforge.storage import S3Storage, read_parquet
-from mlforge.tracking import load_booster
+from mlforge.features.offline import service_frame
+from mlforge.io.storage import S3Storage, read_parquet
+from mlforge.models.predictions import predictions_key, score_frame
+from mlforge.models.tracking import load_booster
 from mlforge_assets.runner import Runner
 from servers import s3_client
 from serving.app import create_app

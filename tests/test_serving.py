@@ -20,12 +20,13 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from mlforge.deployment import Manifest, read_manifest, route, write_manifest
-from mlforge.offline_store import read_snapshot
-from mlforge.online_store import open_online_store
-from mlforge.predictions import score_frame
-from mlforge.project import Project
-from mlforge.tracking import load_booster
+from mlforge.config.project import Project
+from mlforge.deployment.manifest import Manifest, read_manifest, write_manifest
+from mlforge.deployment.routing import route
+from mlforge.features.offline import read_snapshot
+from mlforge.features.online import open_online_store
+from mlforge.models.predictions import score_frame
+from mlforge.models.tracking import load_booster
 from serving.app import PredictionBatch, create_app
 
 ENDPOINT = "churn-api"
@@ -459,7 +460,7 @@ FORBIDDEN = {FORBIDDEN!r}
 import serving.app
 after_import = [m for m in {NOT_AT_IMPORT!r} if m in sys.modules]
 from fastapi.testclient import TestClient
-from mlforge.project import Project
+from mlforge.config.project import Project
 project = Project.load(sys.argv[1], state_dir=sys.argv[2])
 with TestClient(serving.app.create_app(project, reload_interval_s=0)) as c:
     r = c.post("/predict/churn-api", json={{"entity_ids": ["00003"]}})

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mlforge.deployment import Manifest, history, read_manifest, write_manifest
-from mlforge.project import Project
+from mlforge.config.project import Project
+from mlforge.deployment.manifest import Manifest, history, read_manifest, write_manifest
 from serving.app import create_app
 
 ENDPOINT = "churn-api"

@@ -15,8 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlforge.errors import MLForgeError, SpecError
-from mlforge.spec import (
+from mlforge.config.spec import (
     AggregateTransform,
     ProjectSpec,
     RecencyTransform,
@@ -24,6 +23,7 @@ from mlforge.spec import (
     load_spec,
     parse_spec,
 )
+from mlforge.errors import MLForgeError, SpecError
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "mlforge.yaml"

@@ -17,7 +17,7 @@ from botocore.config import Config
 from polars.testing import assert_frame_equal
 
 from mlforge.errors import DataError, MLForgeError, StoreUnavailableError
-from mlforge.storage import (
+from mlforge.io.storage import (
     LocalStorage,
     S3Storage,
     open_storage,

@@ -24,24 +24,18 @@ from fastapi.testclient import TestClient
 from manifests import manifest as base_manifest
 from manifests import variant
 
-from mlforge.canary import Decision, agreement, decide, psi, variant_stats
-from mlforge.deployment import (
-    Manifest,
-    Variant,
-    history,
-    plan_variants,
-    read_manifest,
-    route,
-    write_manifest,
-)
-from mlforge.offline_store import read_snapshot
-from mlforge.prediction_log import PredictionLogger, empty_frame, read_prediction_log
-from mlforge.project import Project
-from mlforge.spec import DeploymentSpec, PromotionCriteria, StrategySpec
-from mlforge.storage import LocalStorage
-from mlforge_assets.automation import canary_sensor
-from mlforge_assets.common import metadata_values
+from mlforge.config.project import Project
+from mlforge.config.spec import DeploymentSpec, PromotionCriteria, StrategySpec
+from mlforge.deployment.decisions import Decision, agreement, decide, psi, variant_stats
+from mlforge.deployment.manifest import Manifest, Variant, history, read_manifest, write_manifest
+from mlforge.deployment.routing import route
+from mlforge.deployment.variants import plan_variants
+from mlforge.features.offline import read_snapshot
+from mlforge.io.storage import LocalStorage
+from mlforge.monitoring.prediction_log import PredictionLogger, empty_frame, read_prediction_log
 from mlforge_assets.factory import build_definitions
+from mlforge_assets.metadata import metadata_values
+from mlforge_assets.sensors import canary_sensor
 from mlforge_resources import resources_for
 from serving.app import create_app
 
@@ -459,7 +453,7 @@ def test_sensor_rolls_back_a_misbehaving_canary(materialized: Any, tmp_path: Pat
 
 def _log_frame(logger: PredictionLogger, frame: pl.DataFrame) -> None:
     """Write a hand-made frame where the serving log would put it (timestamps moved to now)."""
-    from mlforge.prediction_log import day_prefix, uuid7
+    from mlforge.monitoring.prediction_log import day_prefix, uuid7
 
     now = datetime.now(UTC)
     frame = frame.with_columns(pl.lit(now).dt.cast_time_unit("us").alias("timestamp"))

@@ -17,11 +17,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from mlforge.datasets import meta_key, partition_key
+from mlforge.config.project import Project
+from mlforge.data.raw import meta_key, partition_key
+from mlforge.data.versioning import DatasetVersions, md5_hex
 from mlforge.errors import DataError
-from mlforge.project import Project
-from mlforge.storage import read_json
-from mlforge.versioning import DatasetVersions, md5_hex, trace_model_data
+from mlforge.io.storage import read_json
+from mlforge.models.lineage import trace_model_data
 from mlforge_assets.runner import Runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def test_a_recorded_version_restores_its_exact_bytes(tmp_path: Path) -> None:
 
 
 def test_an_unknown_version_is_a_clear_error(tmp_path: Path) -> None:
-    from mlforge.versioning import VersioningError
+    from mlforge.data.versioning import VersioningError
 
     v = DatasetVersions(tmp_path / "dvc")
     with pytest.raises(VersioningError, match="no DVC version yet"):

@@ -1,0 +1,42 @@
+"""What every command shares: the --spec/--home options, loading the project, failing with one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import Parameter
+
+Spec = Annotated[Path | None, Parameter(help="Path to mlforge.yaml (default: $MLFORGE_SPEC or nearest).")]
+
+
+Home = Annotated[
+    Path | None, Parameter(help="State folder (default: $MLFORGE_HOME or the spec's state_dir).")
+]
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """Print `error: msg` to stderr and exit (2: bad input, 1: the work itself failed)."""
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def load_project(spec: Path | None, home: Path | None):  # type: ignore[no-untyped-def]
+    """The project of --spec/--home (imports the core only when a command runs)."""
+    from mlforge.config.project import Project
+
+    return Project.load(spec, state_dir=home)
+
+
+def dagster_home(state_dir: Path) -> Path:
+    """<state>/dagster with the project's dagster.yaml, exported as DAGSTER_HOME."""
+    home = state_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).resolve().parents[2] / "dagster.yaml"
+    if template.is_file() and not (home / "dagster.yaml").exists():
+        shutil.copyfile(template, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

@@ -1,0 +1,137 @@
+"""Project commands: validate, quickstart, serve, ui."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from mlforge.cli.options import Home, Spec, dagster_home, fail, load_project
+
+
+def validate(spec: Spec = None, home: Home = None) -> None:
+    """Check mlforge.yaml and print what it defines."""
+    project = load_project(spec, home)
+    s = project.spec
+    print(f"{project.root / 'mlforge.yaml'}: ok — project '{s.project}'")
+    print(f"  partitions  {s.partitions.start} .. {s.partitions.end} ({s.partitions.cadence}, {s.timezone})")
+    print(f"  datasets    {', '.join(d.name for d in s.datasets)}")
+    print(f"  features    {', '.join(v.name for v in s.feature_views)}")
+    print(f"  models      {', '.join(m.name for m in s.models)}")
+    print(f"  endpoints   {', '.join(d.endpoint for d in s.deployments)}")
+    for k, v in project.settings.describe().items():
+        print(f"  {k:<11} {v}")
+
+
+def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) -> None:
+    """Backfill the history and train, register, deploy and monitor a model on the embedded defaults.
+
+    Parameters
+    ----------
+    cutoff
+        Training cutoff day (default: the last partition of the spec).
+    """
+    from datetime import date
+
+    project = load_project(spec, home)
+    t0 = time.perf_counter()
+    print(f"MLForge quickstart — project '{project.spec.project}', state in {project.settings.state_dir}")
+    print("loading Dagster and the asset graph …", flush=True)
+    import dagster as dg
+
+    from mlforge_assets.runner import Runner
+
+    dagster_home(project.settings.state_dir)
+    with dg.DagsterInstance.get() as instance:
+        runner = Runner(project, instance)
+        try:
+            plan = runner.quickstart_plan(date.fromisoformat(cutoff) if cutoff else None)
+        except ValueError:
+            fail(f"--cutoff must be a day like 1998-06-30, got {cutoff!r}")
+        n = len(plan)
+
+        def progress(title: str, res) -> None:  # type: ignore[no-untyped-def]
+            rows = sum(int(m.get("dagster/row_count", 0) or 0) for m in res.metadata.values())  # type: ignore[call-overload]
+            span = res.first if res.first == res.last else f"{res.first}..{res.last}"
+            extra = f", {rows:,} rows" if rows else ""
+            progress.i += 1  # type: ignore[attr-defined]
+            print(f"  [{progress.i}/{n}] {title} ({span}): {res.seconds:.1f} s{extra}", flush=True)  # type: ignore[attr-defined]
+
+        progress.i = 0  # type: ignore[attr-defined]
+        print(f"materializing {sum(len(k) for _, k, _, _ in plan)} assets in {n} runs:")
+        steps = runner.run_plan(plan, progress)
+    _summary(project, steps, time.perf_counter() - t0)
+
+
+def _summary(project, steps, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    spec = project.spec
+    meta: dict[str, dict[str, object]] = {}
+    for s in steps:
+        meta.update(s.metadata)
+    p = spec.project
+    raw_rows = sum(int(meta.get(f"{p}/raw/{d.name}", {}).get("dagster/row_count", 0)) for d in spec.datasets)  # type: ignore[call-overload]
+    print(f"\ndone in {seconds:.0f} s")
+    print(f"  raw rows          {raw_rows:,}")
+    for m in spec.models:
+        t = meta.get(f"{p}/models/{m.name}/trained", {})
+        r = meta.get(f"{p}/models/{m.name}/registered", {})
+        auc = t.get("holdout_auc")
+        print(
+            f"  model             {m.name} v{r.get('model_version')} (champion: {r.get('champion_version')}, {r.get('gate')})"
+        )
+        if isinstance(auc, float):
+            print(f"  holdout AUC       {auc:.4f} on {t.get('holdout_rows')} customers")
+        d = meta.get(f"{p}/monitoring/{m.name}/drift", {})
+        if "drift_share" in d:
+            print(f"  drift share       {float(d['drift_share']):.2f} (threshold {d.get('threshold')})")  # type: ignore[arg-type]
+    for dep in spec.deployments:
+        dm = meta.get(f"{p}/deployments/{dep.endpoint}", {})
+        print(f"  endpoint          {dep.endpoint} (revision {dm.get('revision')}, {dep.strategy.kind})")
+    print("\nnext:")
+    print("  mlforge serve            # then, in another shell:")
+    if spec.deployments:
+        ep = spec.deployments[0].endpoint
+        print(
+            f"  curl -s -X POST localhost:8000/predict/{ep} -H 'content-type: application/json' "
+            '-d \'{"entity_ids": ["00003", "00010"]}\''
+        )
+    print("  mlforge ui               # the asset graph, runs and metadata in the Dagster UI")
+
+
+def serve(
+    spec: Spec = None,
+    home: Home = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+) -> None:
+    """Serve the deployed endpoints over HTTP (POST /predict/{endpoint})."""
+    project = load_project(spec, home)
+    from serving.app import run
+
+    print(
+        f"serving {', '.join(d.endpoint for d in project.spec.deployments)} on http://{host}:{port} (docs at /docs)"
+    )
+    run(project.root / "mlforge.yaml", host=host, port=port, workers=workers, home=project.settings.state_dir)
+
+
+def ui(spec: Spec = None, home: Home = None, port: int = 3000) -> None:
+    """Start the Dagster UI (and daemon) on this project: `dagster dev`."""
+    project = load_project(spec, home)
+    dh = dagster_home(project.settings.state_dir)
+    env = {**os.environ, "DAGSTER_HOME": str(dh), "MLFORGE_SPEC": str(project.root / "mlforge.yaml")}
+    env["MLFORGE_HOME"] = str(project.settings.state_dir)
+    exe = Path(sys.executable).with_name("dagster")
+    cmd = [
+        str(exe) if exe.exists() else "dagster",
+        "dev",
+        "-m",
+        "mlforge_assets.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={dh}); Ctrl-C stops it")
+    os.execvpe(cmd[0], cmd, env)

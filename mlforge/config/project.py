@@ -1,0 +1,172 @@
+"""A loaded project: the spec, the folder it lives in, and every setting resolved from spec + env.
+
+Environment variables override the spec so that the same `mlforge.yaml` runs on a laptop and on
+real servers. One S3 endpoint (`infrastructure.storage.endpoint_url` / MLFORGE_S3_ENDPOINT_URL)
+serves the storage root and an s3:// artifact root alike (MLFLOW_S3_ENDPOINT_URL, when set,
+overrides it for the artifacts). Secrets (S3 keys, Redis passwords in URLs) are read from the
+environment by the clients themselves and never stored on this object's printable fields.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlforge.config.spec import DatasetSpec, ProjectSpec, load_spec
+from mlforge.errors import SpecError
+from mlforge.io.storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from mlforge.models.tracking import Tracker
+
+SPEC_ENV = "MLFORGE_SPEC"
+
+
+def find_spec_path(start: str | Path | None = None) -> Path:
+    """`$MLFORGE_SPEC`, else the nearest mlforge.yaml from `start` (default: cwd) upwards."""
+    env = os.environ.get(SPEC_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "mlforge.yaml"
+        if candidate.is_file():
+            return candidate
+    raise SpecError(str(here / "mlforge.yaml"), ["file not found (set MLFORGE_SPEC or run inside a project)"])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations of every external part."""
+
+    state_dir: Path
+    storage_root: str
+    storage_endpoint_url: str | None
+    storage_region: str | None
+    online_store_url: str
+    online_key_prefix: str
+    tracking_uri: str
+    artifact_root: str
+    # S3 endpoint of an s3:// artifact root (MLflow's MLFLOW_S3_ENDPOINT_URL; serving reads boosters there)
+    artifact_endpoint_url: str | None = None
+
+    def describe(self) -> dict[str, str]:
+        """A printable summary with credentials stripped from URLs."""
+        out = {
+            "state_dir": str(self.state_dir),
+            "storage": self.storage_root,
+            "online_store": redact_url(self.online_store_url),
+            "tracking": redact_url(self.tracking_uri),
+            "artifacts": self.artifact_root,
+        }
+        if self.storage_endpoint_url:
+            out["storage_endpoint"] = redact_url(self.storage_endpoint_url)
+        if self.artifact_endpoint_url and self.artifact_endpoint_url != self.storage_endpoint_url:
+            out["artifact_endpoint"] = redact_url(self.artifact_endpoint_url)
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in scheme://user:password@host URLs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    return url
+
+
+def resolve_settings(spec: ProjectSpec, root: Path, state_dir: str | Path | None = None) -> Settings:
+    """Spec values, overridden by environment variables, with embedded defaults under the state folder.
+
+    `state_dir` (tests, the CLI's --home) wins over MLFORGE_HOME and the spec.
+    """
+    infra = spec.infrastructure
+    state = (
+        Path(state_dir or os.environ.get("MLFORGE_HOME") or (root / infra.state_dir)).expanduser().resolve()
+    )
+    storage_root = os.environ.get("MLFORGE_STORAGE_ROOT") or infra.storage.root or str(state / "storage")
+    if "://" not in storage_root and not Path(storage_root).is_absolute():
+        storage_root = str((root / storage_root).resolve())
+    online = os.environ.get("MLFORGE_ONLINE_STORE_URL") or infra.online_store.url
+    if online == "embedded":
+        online = f"sqlite:///{state / 'online' / 'online.db'}"
+    tracking = (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or infra.tracking.uri
+        or f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+    )
+    artifacts = (
+        os.environ.get("MLFORGE_ARTIFACT_ROOT")
+        or infra.tracking.artifact_root
+        or (state / "mlflow" / "artifacts").as_uri()
+    )
+    endpoint = os.environ.get("MLFORGE_S3_ENDPOINT_URL") or infra.storage.endpoint_url
+    # An s3:// artifact root lives on MLFLOW_S3_ENDPOINT_URL when that is set, else on the storage's
+    # own S3 endpoint (one S3 server for everything).
+    artifact_endpoint = (
+        (os.environ.get("MLFLOW_S3_ENDPOINT_URL") or endpoint) if artifacts.startswith("s3://") else None
+    )
+    return Settings(
+        state_dir=state,
+        storage_root=storage_root,
+        storage_endpoint_url=endpoint,
+        storage_region=os.environ.get("AWS_REGION") or infra.storage.region,
+        online_store_url=online,
+        online_key_prefix=f"{infra.online_store.key_prefix}:{spec.project}",
+        tracking_uri=tracking,
+        artifact_root=artifacts,
+        artifact_endpoint_url=artifact_endpoint,
+    )
+
+
+class Project:
+    """A spec plus its folder and settings; builds the core clients on first use."""
+
+    def __init__(self, spec: ProjectSpec, root: Path, settings: Settings | None = None) -> None:
+        self.spec = spec
+        self.root = root
+        self.settings = settings or resolve_settings(spec, root)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, state_dir: str | Path | None = None) -> Project:
+        """Load the project whose spec is at `path` (or found from the cwd / $MLFORGE_SPEC)."""
+        spec_path = Path(path).resolve() if path else find_spec_path()
+        if spec_path.is_dir():
+            spec_path = spec_path / "mlforge.yaml"
+        spec = load_spec(spec_path)
+        return cls(spec, spec_path.parent, resolve_settings(spec, spec_path.parent, state_dir))
+
+    @cached_property
+    def storage(self) -> Storage:
+        """The project's object storage."""
+        return open_storage(
+            self.settings.storage_root,
+            self.settings.storage_endpoint_url,
+            self.settings.storage_region,
+        )
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        """The project's MLflow tracker (MLflow itself is imported on first use)."""
+        from mlforge.models.tracking import Tracker
+
+        s = self.settings
+        return Tracker(s.tracking_uri, s.artifact_root, s.artifact_endpoint_url, s.storage_region)
+
+    def read_source(self, ds: DatasetSpec, path: str | None = None) -> pl.DataFrame:
+        """Every row of a dataset's source (or of `path` read as that dataset), on the project's S3."""
+        from mlforge.data.sources import read_source
+
+        return read_source(ds, self.source_path(path or ds.source.path), self.settings.storage_endpoint_url)
+
+    def source_path(self, path: str) -> str:
+        """A dataset source path resolved against the project folder (URIs pass through)."""
+        if "://" in path or Path(path).is_absolute():
+            return path
+        return str(self.root / path)

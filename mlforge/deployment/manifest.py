@@ -1,0 +1,155 @@
+"""Deployment manifests: the only thing serving reads.
+
+A manifest names, per endpoint, which model versions serve, in which role, with what share of
+traffic, and where their native booster lives. It is written atomically; the previous one is kept
+in the endpoint's history so a rollback is a rewrite of an older manifest.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from mlforge.errors import DataError, MLForgeError, ModelNotFoundError
+from mlforge.io.storage import Storage, read_json, write_json
+
+
+class Variant(BaseModel):
+    """One model version behind an endpoint."""
+
+    name: str = Field(description="Variant label in responses: champion, challenger, canary, blue, green.")
+    model_name: str
+    version: int
+    booster_uri: str
+    traffic: int = Field(ge=0, le=100, description="Percent of requests it answers.")
+    shadow: bool = Field(False, description="Scores every request, answers none.")
+
+
+class Manifest(BaseModel):
+    """What an endpoint serves."""
+
+    endpoint: str
+    model: str
+    strategy: Literal["blue_green", "canary", "champion_challenger"]
+    feature_service: str
+    feature_names: list[str]
+    entity_key: str
+    views: list[str]
+    variants: list[Variant]
+    revision: int = 1
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    partition: str | None = None
+    state: dict[str, int | str] = Field(default_factory=dict)
+
+    def answering(self) -> list[Variant]:
+        """Variants that answer requests (traffic > 0, not shadows)."""
+        return [v for v in self.variants if v.traffic > 0 and not v.shadow]
+
+
+def manifest_key(endpoint: str) -> str:
+    """Storage key of an endpoint's current manifest."""
+    return f"deployments/{endpoint}/manifest.json"
+
+
+def history_key(endpoint: str, revision: int) -> str:
+    """Storage key of one past revision."""
+    return f"deployments/{endpoint}/history/{revision:06d}.json"
+
+
+def read_manifest(storage: Storage, endpoint: str) -> Manifest | None:
+    """The current manifest of `endpoint`, or None if it was never deployed."""
+    if not storage.exists(manifest_key(endpoint)):
+        return None
+    try:
+        return Manifest.model_validate(read_json(storage, manifest_key(endpoint)))
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"deployment manifest of {endpoint} is invalid: {exc}") from None
+
+
+class DeploymentConflictError(MLForgeError):
+    """The manifest changed since it was read (another writer got there first)."""
+
+
+def write_manifest(storage: Storage, manifest: Manifest, expected_revision: int | None = None) -> Manifest:
+    """Store `manifest` as the next revision (history first, then the current pointer).
+
+    With `expected_revision`, refuse (DeploymentConflictError) when the current revision is not
+    that one any more: a decision taken on revision N is not written over a newer N + 1.
+    """
+    previous = read_manifest(storage, manifest.endpoint)
+    if expected_revision is not None and (previous.revision if previous else 0) != expected_revision:
+        raise DeploymentConflictError(
+            f"manifest of {manifest.endpoint} is at revision {previous.revision if previous else 0}, "
+            f"not {expected_revision}: it changed meanwhile; read it again"
+        )
+    m = manifest.model_copy(update={"revision": (previous.revision + 1) if previous else 1})
+    data = m.model_dump(mode="json")
+    write_json(storage, history_key(m.endpoint, m.revision), data)
+    write_json(storage, manifest_key(m.endpoint), data)
+    return m
+
+
+def rollback(storage: Storage, endpoint: str) -> Manifest:
+    """Make the revision before the current one current again (as a new revision)."""
+    current = read_manifest(storage, endpoint)
+    if current is None or current.revision < 2:
+        raise ModelNotFoundError(f"endpoint {endpoint} has no earlier revision to roll back to")
+    old = Manifest.model_validate(read_json(storage, history_key(endpoint, current.revision - 1)))
+    return write_manifest(storage, old.model_copy(update={"created_at": datetime.now(UTC).isoformat()}))
+
+
+def history(storage: Storage, endpoint: str) -> list[Manifest]:
+    """Every stored revision of `endpoint`, oldest first."""
+    out = []
+    for key in storage.list(f"deployments/{endpoint}/history/"):
+        if key.endswith(".json"):
+            out.append(Manifest.model_validate(read_json(storage, key)))
+    return sorted(out, key=lambda m: m.revision)
+
+
+def set_traffic(manifest: Manifest, traffic: dict[str, int]) -> Manifest:
+    """`manifest` with new traffic shares for its existing, answering-capable variants.
+
+    Every named variant must exist and not be a shadow; variants not named keep their share; the
+    shares of the non-shadow variants must add up to 100. Raises ValueError naming the problem.
+    """
+    names = {v.name: v for v in manifest.variants}
+    unknown = sorted(set(traffic) - set(names))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown} of {manifest.endpoint}; it has {sorted(names)}")
+    shadows = sorted(n for n in traffic if names[n].shadow)
+    if shadows:
+        raise ValueError(f"shadow variant(s) {shadows} answer no traffic; shadows stay at 0")
+    bad = {n: t for n, t in traffic.items() if not 0 <= t <= 100}
+    if bad:
+        raise ValueError(f"traffic must be 0..100 percent, got {bad}")
+    variants = [v.model_copy(update={"traffic": traffic.get(v.name, v.traffic)}) for v in manifest.variants]
+    total = sum(v.traffic for v in variants if not v.shadow)
+    if total != 100:
+        shares = {v.name: v.traffic for v in variants if not v.shadow}
+        raise ValueError(f"traffic of the answering variants must add up to 100, got {total} ({shares})")
+    return manifest.model_copy(update={"variants": variants})
+
+
+def apply_traffic(storage: Storage, endpoint: str, traffic: dict[str, int], source: str) -> Manifest:
+    """Write a new revision of `endpoint` with `traffic` shares (see `set_traffic`); the written one.
+
+    The state records ``status: manual_traffic`` and a reason ``"traffic set <source>: a=75%, ..."``
+    (`source` e.g. "through the admin API"). Raises ModelNotFoundError when the endpoint has no
+    manifest, ValueError for bad shares, DeploymentConflictError when the manifest changed meanwhile.
+    """
+    current = read_manifest(storage, endpoint)
+    if current is None:
+        raise ModelNotFoundError(f"endpoint {endpoint} has no deployment manifest yet")
+    changed = set_traffic(current, traffic)
+    reason = f"traffic set {source}: " + ", ".join(f"{v.name}={v.traffic}%" for v in changed.variants)
+    state = {**changed.state, "status": "manual_traffic", "reason": reason}
+    return write_manifest(
+        storage,
+        changed.model_copy(update={"state": state, "created_at": datetime.now(UTC).isoformat()}),
+        expected_revision=current.revision,
+    )

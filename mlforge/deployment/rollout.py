@@ -1,0 +1,62 @@
+"""Rollout: an endpoint's manifest written from the registry's aliases and the endpoint's strategy."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from mlforge.config.spec import DeploymentSpec, ProjectSpec
+from mlforge.deployment.manifest import Manifest, Variant, read_manifest, write_manifest
+from mlforge.deployment.variants import plan_variants
+from mlforge.errors import ModelNotFoundError
+from mlforge.features.refs import service_features
+from mlforge.io.storage import Storage
+from mlforge.io.timeline import key
+from mlforge.models.gate import CHALLENGER, CHAMPION
+from mlforge.models.tracking import ModelVersionInfo, Tracker
+
+
+def _variant(mv: ModelVersionInfo) -> Variant:
+    return Variant(
+        name="champion", model_name=mv.name, version=mv.version, booster_uri=mv.booster_uri, traffic=100
+    )
+
+
+def deploy_endpoint(
+    storage: Storage, tracker: Tracker, spec: ProjectSpec, dep: DeploymentSpec, partition: date
+) -> tuple[Manifest, bool]:
+    """Write the endpoint's manifest from the registry's aliases; (manifest, changed)."""
+    model = spec.model(dep.model)
+    champion = tracker.alias(model.name, CHAMPION)
+    if champion is None:
+        raise ModelNotFoundError(
+            f"deployments/{dep.endpoint}: model {model.name} has no champion yet — materialize "
+            f"models/{model.name}/registered first (or the candidate failed the gate)"
+        )
+    challenger = tracker.alias(model.name, CHALLENGER)
+    if challenger is not None and challenger.version == champion.version:
+        challenger = None
+    previous = read_manifest(storage, dep.endpoint)
+    variants, state = plan_variants(
+        dep.strategy, _variant(champion), _variant(challenger) if challenger else None, previous
+    )
+    pairs = service_features(spec, model.feature_service)
+    manifest = Manifest(
+        endpoint=dep.endpoint,
+        model=model.name,
+        strategy=dep.strategy.kind,
+        feature_service=model.feature_service,
+        feature_names=[f for _, f in pairs],
+        entity_key=spec.join_key(pairs[0][0]),
+        views=sorted({v for v, _ in pairs}),
+        variants=variants,
+        partition=key(partition),
+        state=state,
+    )
+    if previous is not None and _same(previous, manifest):
+        return previous, False
+    return write_manifest(storage, manifest), True
+
+
+def _same(a: Manifest, b: Manifest) -> bool:
+    strip = {"revision", "created_at", "partition"}
+    return a.model_dump(exclude=strip) == b.model_dump(exclude=strip)

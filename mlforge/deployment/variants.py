@@ -1,0 +1,115 @@
+"""Variants of a new manifest: what each strategy (blue-green, canary, champion-challenger) deploys."""
+
+from __future__ import annotations
+
+from mlforge.config.spec import StrategySpec
+from mlforge.deployment.manifest import Manifest, Variant
+
+# Strategy-state keys a later plan keeps: what live metrics decided beyond the registry's aliases.
+REJECTED = "rejected_version"  # rolled back / rejected by live metrics: never re-planned
+
+
+PROMOTED = "promoted_version"  # challenger promoted by live metrics
+
+
+def _state_int(previous: Manifest | None, key: str) -> int | None:
+    value = previous.state.get(key) if previous else None
+    return value if isinstance(value, int) else None
+
+
+def plan_variants(
+    strategy: StrategySpec, champion: Variant, challenger: Variant | None, previous: Manifest | None
+) -> tuple[list[Variant], dict[str, int | str]]:
+    """Variants and strategy state for a new manifest.
+
+    blue-green: the champion takes all traffic at once. canary: a new champion starts at the first
+    step beside the previous one; a rollout of the same candidate in flight keeps its step (the
+    canary sensor advances it), and a version the canary rolled back (``rejected_version``) is
+    not rolled out again. champion-challenger: a split, or a shadow that scores but never
+    answers; a challenger the live metrics promoted (``promoted_version``) keeps answering as the
+    champion, a rejected one is not deployed again.
+
+    When the plan gives the variants the previous manifest already serves under the same
+    strategy, the previous strategy state is kept (so re-running the deployment writes no new
+    revision over what the canary sensor recorded).
+    """
+    variants, state = _plan(strategy, champion, challenger, previous)
+    if (
+        previous is not None
+        and previous.strategy == strategy.kind
+        and [v.model_dump() for v in variants] == [v.model_dump() for v in previous.variants]
+    ):
+        state = {**state, **previous.state}
+    return variants, state
+
+
+def _plan(
+    strategy: StrategySpec, champion: Variant, challenger: Variant | None, previous: Manifest | None
+) -> tuple[list[Variant], dict[str, int | str]]:
+    champ = champion.model_copy(update={"traffic": 100, "name": "champion", "shadow": False})
+    if strategy.kind == "canary":
+        answering = previous.answering() if previous else []
+        stable = next((v for v in answering if v.name == "stable"), answering[0] if answering else None)
+        canary = next((v for v in answering if v.name == "canary"), None)
+        rejected = _state_int(previous, REJECTED)
+        if previous is not None and stable is not None and rejected == champion.version:
+            # the canary of this version was rolled back: keep serving what serves now
+            return [v.model_copy() for v in previous.variants], dict(previous.state)
+        if (
+            previous is not None
+            and stable is not None
+            and canary is not None
+            and canary is not stable
+            and canary.version == champion.version
+        ):  # this candidate's rollout is in flight: the sensor owns its step
+            step = strategy.steps.index(canary.traffic) if canary.traffic in strategy.steps else 0
+            return [v.model_copy() for v in previous.variants], {
+                "step": step,
+                "live_version": stable.version,
+                "candidate_version": champion.version,
+                **previous.state,
+            }
+        if stable is None or stable.version == champion.version:
+            return [champ], {"step": len(strategy.steps) - 1, "live_version": champion.version}
+        first = strategy.steps[0]
+        if first >= 100:
+            return [champ], {"step": len(strategy.steps) - 1, "live_version": champion.version}
+        return (
+            [
+                stable.model_copy(update={"name": "stable", "traffic": 100 - first, "shadow": False}),
+                champion.model_copy(update={"name": "canary", "traffic": first, "shadow": False}),
+            ],
+            {"step": 0, "live_version": stable.version, "candidate_version": champion.version},
+        )
+    carry: dict[str, int | str] = {}
+    if strategy.kind == "champion_challenger" and previous is not None:
+        promoted = _state_int(previous, PROMOTED)
+        if promoted is not None and promoted > champion.version:
+            served = next((v for v in previous.answering() if v.version == promoted), None)
+            if served is not None:  # live metrics promoted it past the registry's champion
+                champion = served
+                champ = champion.model_copy(update={"traffic": 100, "name": "champion", "shadow": False})
+                carry[PROMOTED] = promoted
+        rejected = _state_int(previous, REJECTED)
+        if challenger is not None and challenger.version in (rejected, champion.version):
+            if challenger.version == rejected:
+                carry[REJECTED] = rejected
+            challenger = None
+    if strategy.kind == "blue_green" or challenger is None:
+        return [champ], {"live_version": champion.version, **carry}
+    if strategy.mode == "shadow":
+        return (
+            [
+                champ,
+                challenger.model_copy(update={"name": "challenger", "traffic": 0, "shadow": True}),
+            ],
+            {"mode": "shadow", **carry},
+        )
+    share = strategy.challenger_traffic
+    return (
+        [
+            champion.model_copy(update={"name": "champion", "traffic": 100 - share, "shadow": False}),
+            challenger.model_copy(update={"name": "challenger", "traffic": share, "shadow": False}),
+        ],
+        {"mode": "split", **carry},
+    )

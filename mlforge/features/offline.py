@@ -1,0 +1,122 @@
+"""Offline store: feature snapshots as day-partitioned parquet under the storage root.
+
+`point_in_time_join` is the join behind `FeatureStore.get_historical_features` and every training
+set: for each (entity, event timestamp) row it takes the latest snapshot at or before that time
+and within the view's TTL — never one from after it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+
+from mlforge.config.spec import ProjectSpec
+from mlforge.errors import DataError, MissingPartitionsError
+from mlforge.features.refs import service_features
+from mlforge.features.snapshots import EVENT_TS
+from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
+from mlforge.io.timeline import key
+
+
+def snapshot_key(view: str, d: date) -> str:
+    """Storage key of the snapshot of `view` as of day `d`."""
+    return f"features/{view}/date={key(d)}/data.parquet"
+
+
+def snapshot_meta_key(view: str, d: date) -> str:
+    """Storage key of the sidecar of one snapshot."""
+    return f"features/{view}/date={key(d)}/_meta.json"
+
+
+def write_snapshot(storage: Storage, view: str, d: date, df: pl.DataFrame, lineage: dict[str, str]) -> str:
+    """Store one snapshot and its sidecar (row count, hash, the raw data versions it read)."""
+    digest = write_parquet(storage, snapshot_key(view, d), df)
+    write_json(
+        storage,
+        snapshot_meta_key(view, d),
+        {"rows": df.height, "sha256": digest, "lineage": lineage},
+    )
+    return digest
+
+
+def missing_snapshots(storage: Storage, view: str, days: list[date]) -> list[str]:
+    """Days with no stored snapshot of `view`."""
+    return [key(d) for d in days if not storage.exists(snapshot_meta_key(view, d))]
+
+
+def read_snapshot(storage: Storage, view: str, d: date) -> pl.DataFrame:
+    """One stored snapshot."""
+    return read_parquet(storage, snapshot_key(view, d))
+
+
+def snapshot_versions(storage: Storage, view: str, days: list[date]) -> dict[str, str]:
+    """{day: sha256} of stored snapshots."""
+    return {key(d): read_json(storage, snapshot_meta_key(view, d))["sha256"] for d in days}
+
+
+def read_snapshots(storage: Storage, view: str, days: list[date]) -> pl.DataFrame:
+    """Stored snapshots of `days`, concatenated."""
+    frames = [read_snapshot(storage, view, d) for d in days]
+    if not frames:
+        raise DataError(f"no snapshots of feature view {view} requested")
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def point_in_time_join(
+    entity_df: pl.DataFrame,
+    features: pl.DataFrame,
+    entity_key: str,
+    ttl: timedelta,
+    columns: list[str],
+    timestamp_col: str = EVENT_TS,
+) -> pl.DataFrame:
+    """Join the latest `features` row at or before each entity row's timestamp, within `ttl`.
+
+    A DuckDB ASOF join over Arrow data (no copies through pandas). Rows with no such feature row
+    keep nulls. The result preserves `entity_df`'s rows, order and columns, followed by `columns`.
+    """
+    import duckdb
+
+    left = entity_df.with_row_index("__row").with_columns(
+        pl.col(timestamp_col).cast(pl.Datetime("us")).alias("__entity_ts")
+    )
+    right = features.select(
+        entity_key, pl.col(EVENT_TS).cast(pl.Datetime("us")).alias("__feature_ts"), *columns
+    )
+    ttl_us = int(ttl.total_seconds() * 1_000_000)
+    picked = ", ".join(
+        f'CASE WHEN epoch_us(l.__entity_ts) - epoch_us(r.__feature_ts) <= {ttl_us} THEN r."{c}" END AS "{c}"'
+        for c in columns
+    )
+    con = duckdb.connect()
+    try:
+        con.register("l", left.select("__row", entity_key, "__entity_ts").to_arrow())
+        con.register("r", right.to_arrow())
+        matched = con.sql(
+            f"SELECT l.__row, {picked} FROM l ASOF LEFT JOIN r "
+            f'ON l."{entity_key}" = r."{entity_key}" AND l.__entity_ts >= r.__feature_ts ORDER BY l.__row'
+        ).pl()
+    finally:
+        con.close()
+    matched = matched.with_columns(
+        pl.col("__row").cast(pl.UInt32), *[pl.col(c).cast(features.schema[c]) for c in columns]
+    )
+    return left.drop("__entity_ts").join(matched, on="__row", how="left").sort("__row").drop("__row")
+
+
+def service_frame(storage: Storage, spec: ProjectSpec, service: str, d: date) -> pl.DataFrame:
+    """Every entity's features of a feature service as of day `d` (the views' snapshots joined)."""
+    pairs = service_features(spec, service)
+    frame: pl.DataFrame | None = None
+    for view_name in dict.fromkeys(v for v, _ in pairs):
+        missing = missing_snapshots(storage, view_name, [d])
+        if missing:
+            raise MissingPartitionsError(f"service {service}", f"features/{view_name}", missing)
+        join_key = spec.join_key(view_name)
+        cols = [f for v, f in pairs if v == view_name]
+        snap = read_snapshot(storage, view_name, d).select(join_key, *cols)
+        frame = snap if frame is None else frame.join(snap, on=join_key, how="full", coalesce=True)
+    if frame is None:
+        raise DataError(f"feature service {service} names no features")
+    return frame

@@ -1,0 +1,285 @@
+"""Feature views: snapshots of transformations per entity, as of the end of a day.
+
+A snapshot as of day D reads only events on or before D (within the view's lookback) and carries
+`event_timestamp` = the end of D, from when its values are known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from mlforge.config.spec import FeatureViewSpec
+from mlforge.features.refs import _plan
+from mlforge.io.timeline import end_of
+
+EVENT_TS = "event_timestamp"
+_FILL_ZERO = {"count", "sum"}
+
+
+def _agg(col: str, fn: str, name: str, where: pl.Expr | None = None) -> pl.Expr:
+    c = pl.col(col) if where is None else pl.col(col).filter(where)
+    expr = {
+        "sum": c.sum(),
+        "mean": c.mean(),
+        "std": c.std(),
+        "count": c.count(),
+        "min": c.min(),
+        "max": c.max(),
+    }[fn]
+    return expr.cast(pl.Float32).alias(name)
+
+
+def compute_snapshot(
+    view: FeatureViewSpec, events: pl.DataFrame, entity_key: str, day_col: str, as_of: date
+) -> pl.DataFrame:
+    """Features of every entity with an event in the lookback window ending at `as_of`.
+
+    `events` may hold more history than needed; rows after `as_of` are ignored, so the result can
+    never depend on the future.
+    """
+    return compute_snapshots(view, events, entity_key, day_col, [as_of])[0]
+
+
+def compute_snapshots(
+    view: FeatureViewSpec, events: pl.DataFrame, entity_key: str, day_col: str, days: Sequence[date]
+) -> list[pl.DataFrame]:
+    """`compute_snapshot` for each of `days`, in that order (see `iter_snapshots`)."""
+    return [snap for _, snap in iter_snapshots(view, events, entity_key, day_col, days)]
+
+
+def iter_snapshots(
+    view: FeatureViewSpec, events: pl.DataFrame, entity_key: str, day_col: str, days: Sequence[date]
+) -> Iterator[tuple[date, pl.DataFrame]]:
+    """(day, snapshot) for each of `days`, in order; each snapshot equals `compute_snapshot(day)`.
+
+    Bit for bit: `compute_snapshot` is this function for one day, and a day's snapshot is computed
+    from exactly the rows of its window, in the same order, by the same kernel. The events of the
+    days' joint lookback are selected and stably sorted by entity once; each day then selects its
+    window with one mask over that range and reduces every entity's contiguous run of rows with
+    numpy (see `_Runs`), instead of filtering the whole frame and hash-grouping it per day: cost
+    O(rows) once plus O(window rows) per day. What the numpy kernel does not cover (`std`,
+    columns other than float64 / integers, a NaN in the window) goes through a polars group-by on
+    the same rows. Only one day's snapshot is held at a time.
+    """
+    days = list(days)
+    if not days:
+        return
+    plan = _plan(view)
+    lookback = timedelta(days=view.lookback_days - 1)
+    first, last = min(days) - lookback, max(days)
+    value_cols = list(dict.fromkeys(col for _, col, fn, _ in plan if not fn.startswith("recency")))
+    keep = list(dict.fromkeys([entity_key, day_col, *value_cols]))
+    rows = (
+        events.select(keep)
+        .filter(pl.col(day_col).is_between(first, last))
+        .sort(entity_key, maintain_order=True)
+    )
+    key_dtype = events.schema[entity_key]
+    fast = _Runs.of(rows, plan, entity_key, day_col) if rows.height else None
+    for as_of in days:
+        lo, hi = as_of - lookback, as_of
+        if fast is not None:
+            snap = fast.snapshot(view, plan, lo, hi, entity_key)
+            if snap is not None:
+                yield as_of, snap
+                continue
+        win = rows if len(days) == 1 else rows.filter(pl.col(day_col).is_between(lo, hi))
+        yield as_of, _snapshot(plan, win, entity_key, day_col, as_of, key_dtype)
+
+
+_EPOCH = date(1970, 1, 1)
+_NUMPY_FNS = {"count", "sum", "mean", "min", "max", "recency_last", "recency_first"}
+_EXACT_INTS = (pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt32, pl.UInt16, pl.UInt8)
+
+
+class _Runs:
+    """The range's rows, sorted by entity, as numpy arrays: the numpy snapshot kernel's input.
+
+    Per day, the window's rows form one contiguous run per entity. Sums and counts are
+    `np.bincount` over the run numbers (a sequential sum of the window's values in row order per
+    entity: rows outside a window or null add an exact +0.0), min/max are `reduceat` over the
+    runs, and recency takes a run's first/last day when days ascend within runs.
+    """
+
+    def __init__(
+        self,
+        keys: pl.Series,
+        codes: np.ndarray,
+        day: np.ndarray,
+        days_ascend: bool,
+        values: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    ) -> None:
+        self.keys = keys  # one per entity, sorted
+        self.codes = codes  # entity number of each row (non-decreasing)
+        self.day = day  # days since 1970-01-01 of each row
+        self.days_ascend = days_ascend  # days never decrease within an entity's rows
+        self.values = values  # column -> (values with nulls as 0, valid mask or None)
+
+    @classmethod
+    def of(
+        cls, rows: pl.DataFrame, plan: list[tuple[str, str, str, int | None]], entity_key: str, day_col: str
+    ) -> _Runs | None:
+        """None when the numpy kernel does not apply (a function or a dtype it does not cover)."""
+        if rows.schema[day_col] != pl.Date or any(fn not in _NUMPY_FNS for _, _, fn, _ in plan):
+            return None
+        values: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        for col in dict.fromkeys(c for _, c, fn, _ in plan if not fn.startswith("recency")):
+            dtype = rows.schema[col]
+            if dtype == pl.Float64:
+                s = rows[col]
+            elif dtype in _EXACT_INTS:
+                s = rows[col].cast(pl.Int64)
+                # float64 sums of integers are exact (as polars' int64 sums) below 2**53
+                if s.abs().cast(pl.Float64).sum() >= 2.0**52:
+                    return None
+            else:
+                return None  # float32 / uint64 / non-numeric columns: polars defines their sums
+            valid = s.is_not_null().to_numpy() if s.null_count() else None
+            values[col] = (s.fill_null(0).to_numpy(), valid)
+        key = rows[entity_key]
+        new = key.ne_missing(key.shift(1)).to_numpy().copy()
+        new[0] = True  # the first row starts a run even when its key is null
+        codes = np.cumsum(new, dtype=np.int64) - 1
+        day = rows[day_col].to_physical().to_numpy()
+        ascend = bool(np.all((np.diff(day) >= 0) | new[1:]))
+        return cls(key.filter(pl.Series(new)), codes, day, ascend, values)
+
+    def snapshot(
+        self,
+        view: FeatureViewSpec,
+        plan: list[tuple[str, str, str, int | None]],
+        lo: date,
+        hi: date,
+        entity_key: str,
+    ) -> pl.DataFrame | None:
+        """The snapshot as of `hi` from the rows with lo <= day <= hi; None if a value is NaN."""
+        lo_i, hi_i = (lo - _EPOCH).days, (hi - _EPOCH).days
+        sel = np.flatnonzero((self.day >= lo_i) & (self.day <= hi_i))
+        if sel.size == 0:
+            return pl.DataFrame(
+                schema={
+                    entity_key: self.keys.dtype,
+                    EVENT_TS: pl.Datetime("us"),
+                    **{p[0]: pl.Float32 for p in plan},
+                }
+            )
+        picked: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        for col, (v, valid) in self.values.items():
+            vs = v[sel]
+            if vs.dtype.kind == "f" and np.isnan(vs).any():
+                return None  # NaN ordering and propagation: leave it to polars
+            picked[col] = (vs, None if valid is None else valid[sel])
+        code = self.codes[sel]
+        new = np.empty(sel.size, dtype=bool)
+        new[0] = True
+        np.not_equal(code[1:], code[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        run = np.cumsum(new) - 1  # the run (output row) of each window row
+        m = starts.size
+        day = self.day[sel]
+        windows: dict[int | None, np.ndarray | None] = {}
+        counts: dict[tuple[str, int | None], np.ndarray] = {}
+        sums: dict[tuple[str, int | None], np.ndarray] = {}
+
+        def window(n: int | None) -> np.ndarray | None:
+            if n not in windows:
+                windows[n] = None if n is None else day > hi_i - n
+            return windows[n]
+
+        def mask(col: str, n: int | None) -> np.ndarray | None:
+            w, valid = window(n), picked[col][1]
+            return valid if w is None else (w if valid is None else w & valid)
+
+        def count(col: str, n: int | None) -> np.ndarray:
+            if (col, n) not in counts:
+                mk = mask(col, n)
+                counts[col, n] = (
+                    np.diff(np.append(starts, sel.size)) if mk is None else np.bincount(run[mk], minlength=m)
+                )
+            return counts[col, n]
+
+        def total(col: str, n: int | None) -> np.ndarray:
+            if (col, n) not in sums:
+                vs, mk = picked[col][0], mask(col, n)
+                sums[col, n] = np.bincount(
+                    run, weights=vs if mk is None else np.where(mk, vs, 0), minlength=m
+                )
+            return sums[col, n]
+
+        end_us = (end_of(hi) - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+        cols: dict[str, pl.Series] = {
+            entity_key: self.keys.gather(code[starts]),
+            EVENT_TS: pl.Series(EVENT_TS, np.full(m, end_us, dtype=np.int64)).cast(pl.Datetime("us")),
+        }
+        for name, col, fn, n in plan:
+            missing = None
+            if fn in ("recency_last", "recency_first"):
+                if self.days_ascend:
+                    edge = day[np.append(starts[1:], sel.size) - 1] if fn == "recency_last" else day[starts]
+                else:
+                    edge = (np.maximum if fn == "recency_last" else np.minimum).reduceat(day, starts)
+                out: np.ndarray = hi_i - edge
+            else:
+                if n is not None and n >= view.lookback_days:
+                    n = None  # the window covers the whole lookback
+                if fn == "count":
+                    out = count(col, n)
+                elif fn == "sum":
+                    out = total(col, n)
+                elif fn == "mean":
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        out = total(col, n) / count(col, n)
+                    missing = count(col, n) == 0
+                else:  # min / max: rows outside the window or null never win
+                    vs, mk = picked[col][0], mask(col, n)
+                    if mk is not None:
+                        if vs.dtype.kind == "f":
+                            fill = -np.inf if fn == "max" else np.inf
+                        else:
+                            fill = np.iinfo(vs.dtype).min if fn == "max" else np.iinfo(vs.dtype).max
+                        vs = np.where(mk, vs, fill)
+                    out = (np.maximum if fn == "max" else np.minimum).reduceat(vs, starts)
+                    missing = count(col, n) == 0
+            series = pl.Series(name, out.astype(np.float32))
+            if missing is not None and missing.any():
+                series = series.scatter(np.flatnonzero(missing), None)
+            cols[name] = series
+        return pl.DataFrame(cols)
+
+
+def _snapshot(
+    plan: list[tuple[str, str, str, int | None]],
+    win: pl.DataFrame,
+    entity_key: str,
+    day_col: str,
+    as_of: date,
+    key_dtype: pl.DataType,
+) -> pl.DataFrame:
+    """The snapshot as of `as_of` from exactly its window's rows (stably sorted by entity) in polars."""
+    exprs: list[pl.Expr] = []
+    for name, col, fn, n in plan:
+        if fn == "recency_last":
+            exprs.append((pl.lit(as_of) - pl.col(day_col).max()).dt.total_days().cast(pl.Float32).alias(name))
+        elif fn == "recency_first":
+            exprs.append((pl.lit(as_of) - pl.col(day_col).min()).dt.total_days().cast(pl.Float32).alias(name))
+        elif n is None:
+            exprs.append(_agg(col, fn, name))
+        else:
+            # A filtered aggregate restricts it to the last n days without a second group-by.
+            exprs.append(_agg(col, fn, name, where=pl.col(day_col) > (as_of - timedelta(days=n))))
+    names = [p[0] for p in plan]
+    # Rows are sorted by entity: the group-by takes contiguous slices (no hashing), and keeping
+    # the order of first appearance returns the entities sorted.
+    snap = (
+        win.group_by(entity_key, maintain_order=True).agg(exprs)
+        if win.height
+        else pl.DataFrame(schema={entity_key: key_dtype, **{n: pl.Float32 for n in names}})
+    )
+    fills = [pl.col(n).fill_null(0.0) for n, _, fn, _ in plan if fn in _FILL_ZERO]
+    return snap.with_columns(*fills, pl.lit(end_of(as_of)).cast(pl.Datetime("us")).alias(EVENT_TS)).select(
+        entity_key, EVENT_TS, *names
+    )

@@ -1,0 +1,211 @@
+"""The feature store API a Feast user expects, on MLForge's offline and online stores.
+
+`get_historical_features` (point-in-time join for training), `get_online_features` (latest values
+for serving, in request order, with explicit missing markers) and `list_feature_views`. Features
+are named by a feature service or by 'view:feature' / 'view:*' references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from mlforge.config.project import Project
+from mlforge.features.offline import point_in_time_join, read_snapshots
+from mlforge.features.online import OnlineStore, open_online_store
+from mlforge.features.refs import feature_names, resolve_refs
+from mlforge.features.snapshots import EVENT_TS
+from mlforge.io.timeline import end_of
+
+
+@dataclass(frozen=True)
+class FeatureViewInfo:
+    """What `list_feature_views` reports about one view."""
+
+    name: str
+    entity: str
+    join_key: str
+    features: list[str]
+    ttl_days: int
+    lookback_days: int
+    materialized_days: int
+    first_day: date | None
+    last_day: date | None
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """Online feature values for a list of entities, in request order."""
+
+    entity_ids: list[str]
+    feature_names: list[str]  # 'view:feature'
+    values: np.ndarray  # float64 [n_entities, n_features], NaN where missing
+    found: np.ndarray  # bool [n_entities, n_views]: the view had a row for the entity
+    views: list[str]
+
+    def to_dict(self) -> dict[str, list[object]]:
+        """Column-wise dict like Feast's `OnlineResponse.to_dict()`; missing values are None."""
+        out: dict[str, list[object]] = {"entity_id": list(self.entity_ids)}
+        for j, name in enumerate(self.feature_names):
+            col = self.values[:, j]
+            out[name] = [None if np.isnan(v) else float(v) for v in col]
+        return out
+
+    def to_polars(self) -> pl.DataFrame:
+        """The values as a frame (nulls where missing)."""
+        return pl.DataFrame(self.to_dict())
+
+
+def _refs(project: Project, features: str | Sequence[str]) -> list[tuple[str, str]]:
+    if isinstance(features, str):
+        if ":" in features:
+            return resolve_refs(project.spec, [features])
+        return resolve_refs(project.spec, project.spec.feature_service(features).features)
+    return resolve_refs(project.spec, list(features))
+
+
+class FeatureStore:
+    """Offline and online feature access for one project."""
+
+    def __init__(self, project: Project, online: OnlineStore | None = None) -> None:
+        self.project = project
+        self._online = online
+        self._plans: dict[str | tuple[str, ...], _OnlinePlan] = {}
+
+    @property
+    def online(self) -> OnlineStore:
+        """The project's online store (opened on first use)."""
+        if self._online is None:
+            s = self.project.settings
+            self._online = open_online_store(s.online_store_url, s.online_key_prefix)
+        return self._online
+
+    def list_feature_views(self) -> list[FeatureViewInfo]:
+        """Every view with its features and which days its offline store holds."""
+        out = []
+        storage = self.project.storage
+        for v in self.project.spec.feature_views:
+            days = sorted(
+                date.fromisoformat(k.split("date=")[1].split("/")[0])
+                for k in storage.list(f"features/{v.name}/")
+                if k.endswith("/_meta.json")
+            )
+            out.append(
+                FeatureViewInfo(
+                    name=v.name,
+                    entity=v.entity,
+                    join_key=self.project.spec.entity(v.entity).join_key,
+                    features=feature_names(v),
+                    ttl_days=v.ttl_days,
+                    lookback_days=v.lookback_days,
+                    materialized_days=len(days),
+                    first_day=days[0] if days else None,
+                    last_day=days[-1] if days else None,
+                )
+            )
+        return out
+
+    def get_historical_features(self, entity_df: pl.DataFrame, features: str | Sequence[str]) -> pl.DataFrame:
+        """Point-in-time correct features for rows of (join key, event_timestamp).
+
+        For each row: the latest snapshot at or before its timestamp and within the view's TTL;
+        never one from after it. Rows keep their order; missing values are null.
+        """
+        spec = self.project.spec
+        out = entity_df
+        if EVENT_TS not in out.columns:
+            from mlforge.errors import MLForgeError
+
+            raise MLForgeError(f"entity_df needs an '{EVENT_TS}' column (got {out.columns})")
+        by_view: dict[str, list[str]] = {}
+        for view, feat in _refs(self.project, features):
+            by_view.setdefault(view, []).append(feat)
+        ts = out[EVENT_TS].cast(pl.Datetime("us"))
+        for view_name, feats in by_view.items():
+            fv = spec.feature_view(view_name)
+            join_key = spec.entity(fv.entity).join_key
+            days = self._stored_days(view_name, ts.min() - timedelta(days=fv.ttl_days), ts.max())  # type: ignore[arg-type, operator]
+            if days:
+                snaps = read_snapshots(self.project.storage, view_name, days)
+            else:
+                snaps = pl.DataFrame(
+                    schema={
+                        join_key: out.schema[join_key],
+                        EVENT_TS: pl.Datetime("us"),
+                        **dict.fromkeys(feats, pl.Float32),
+                    }
+                )
+            out = point_in_time_join(out, snaps, join_key, timedelta(days=fv.ttl_days), feats)
+        return out
+
+    def _stored_days(self, view: str, lo: datetime, hi: datetime) -> list[date]:
+        """Stored snapshot days (one listing) whose end-of-day timestamps fall in [lo, hi]."""
+        days = []
+        for k in self.project.storage.list(f"features/{view}/"):
+            if k.endswith("/_meta.json"):
+                d = date.fromisoformat(k.split("date=")[1].split("/")[0])
+                if lo <= end_of(d) <= hi:
+                    days.append(d)
+        return sorted(days)
+
+    def get_online_features(self, features: str | Sequence[str], entity_ids: Sequence[str]) -> OnlineFeatures:
+        """Latest values per entity from the online store: one read per view, request order kept."""
+        plan = self._online_plan(features)
+        ids = [str(e) for e in entity_ids]
+        if plan.whole_view is not None:  # one view, all its features in order: the read is the answer
+            vals, ok = self.online.read(plan.views[0], ids, plan.whole_view)
+            values = np.asarray(vals, dtype=np.float64)
+            return OnlineFeatures(
+                ids, list(plan.names), values, np.asarray(ok, dtype=bool).reshape(-1, 1), list(plan.views)
+            )
+        values = np.full((len(ids), len(plan.names)), np.nan)
+        found = np.zeros((len(ids), len(plan.views)), dtype=bool)
+        for vi, (view, n_features, src, dst) in enumerate(plan.reads):
+            vals, ok = self.online.read(view, ids, n_features)
+            found[:, vi] = ok
+            values[:, dst] = vals[:, src]
+        return OnlineFeatures(ids, list(plan.names), values, found, list(plan.views))
+
+    def _online_plan(self, features: str | Sequence[str]) -> _OnlinePlan:
+        """The resolved references of a feature list, computed once per list (the spec is fixed)."""
+        key = features if isinstance(features, str) else tuple(features)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _OnlinePlan.of(self.project, key if isinstance(key, str) else list(key))
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+
+_MAX_PLANS = 256
+
+
+@dataclass(frozen=True)
+class _OnlinePlan:
+    """What `get_online_features` reads for one feature list, and where each value goes."""
+
+    names: tuple[str, ...]  # 'view:feature', in request order
+    views: tuple[str, ...]  # in first-reference order
+    reads: tuple[tuple[str, int, np.ndarray, np.ndarray], ...]  # (view, n_features, src cols, dst cols)
+    whole_view: int | None  # n_features when the list is exactly one whole view in order
+
+    @classmethod
+    def of(cls, project: Project, features: str | Sequence[str]) -> _OnlinePlan:
+        refs = _refs(project, features)
+        views = tuple(dict.fromkeys(v for v, _ in refs))
+        reads = []
+        for view in views:
+            names = feature_names(project.spec.feature_view(view))
+            pos = {n: i for i, n in enumerate(names)}
+            dst = [j for j, (v, _) in enumerate(refs) if v == view]
+            src = [pos[refs[j][1]] for j in dst]
+            reads.append((view, len(names), np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)))
+        whole = None
+        if len(reads) == 1 and reads[0][2].tolist() == list(range(reads[0][1])):
+            whole = reads[0][1]
+        return cls(tuple(f"{v}:{f}" for v, f in refs), views, tuple(reads), whole)

@@ -1,0 +1,83 @@
+"""Registration: a trained model becomes an MLflow model version, champion only through the gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from mlforge.config.spec import ModelSpec
+from mlforge.errors import ModelNotFoundError
+from mlforge.features.labels import LABEL
+from mlforge.io.storage import Storage, read_parquet, write_json
+from mlforge.io.timeline import key
+from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide
+from mlforge.models.metrics import evaluate
+from mlforge.models.predictions import predict_frame
+from mlforge.models.tracking import ModelVersionInfo, Tracker
+from mlforge.models.training import (
+    model_dir,
+    read_trained,
+)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of registering one trained model."""
+
+    version: int
+    decision: GateDecision
+    champion_version: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form stored as registration.json."""
+        return {
+            "version": self.version,
+            "promoted": self.decision.promote,
+            "reason": self.decision.reason,
+            "candidate_metric": self.decision.candidate,
+            "champion_metric": self.decision.champion,
+            "champion_version": self.champion_version,
+        }
+
+
+def register_cutoff(
+    storage: Storage, tracker: Tracker, model: ModelSpec, cutoff: date, tags: dict[str, str]
+) -> Registration:
+    """Register the cutoff's model as `challenger`; promote to `champion` only through the gate."""
+    trained = read_trained(storage, model.name, cutoff)
+    logged = trained.logged_model()
+    existing = tracker.version_of_run(model.name, trained.run_id)
+    mv = existing or tracker.register(
+        model.name,
+        logged,
+        {**tags, "mlforge.cutoff": key(cutoff), "mlforge.data_version": trained.data_version},
+    )
+    tracker.set_alias(model.name, CHALLENGER, mv.version)
+    champion = tracker.alias(model.name, CHAMPION)
+    champion_metric = None
+    if champion is not None and champion.version != mv.version:
+        holdout = read_parquet(storage, f"{model_dir(model.name, cutoff)}/holdout.parquet")
+        booster = tracker.load_booster(champion.booster_uri)
+        scores = predict_frame(booster, holdout, trained.features)
+        champion_metric = evaluate(scores, holdout[LABEL].to_numpy())[model.gate.metric]
+    candidate = trained.metrics[model.gate.metric]
+    if champion is not None and champion.version == mv.version:
+        decision = GateDecision(True, "already champion", candidate, candidate)
+    else:
+        decision = decide(model.gate, candidate, champion_metric)
+    if decision.promote:
+        tracker.set_alias(model.name, CHAMPION, mv.version)
+    tracker.set_version_tags(model.name, mv.version, decision.as_tags())
+    after = tracker.alias(model.name, CHAMPION)
+    reg = Registration(mv.version, decision, after.version if after else None)
+    write_json(storage, f"{model_dir(model.name, cutoff)}/registration.json", reg.to_json())
+    return reg
+
+
+def champion_or_fail(tracker: Tracker, model: str, stage: str) -> ModelVersionInfo:
+    """The current champion, or a clear error naming what to do."""
+    champion = tracker.alias(model, CHAMPION)
+    if champion is None:
+        raise ModelNotFoundError(f"{stage}: model {model} has no champion yet; register one first")
+    return champion

@@ -1,0 +1,256 @@
+"""Training: a point-in-time training set for a cutoff, a time-aware split, XGBoost, evaluation.
+
+The training set for cutoff D uses only snapshots whose labels had matured by D (see
+`timeline.training_dates`), joined point-in-time from the offline store, so the model for D is
+a function of raw data up to D and nothing after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from mlforge.config.spec import ModelSpec, ProjectSpec
+from mlforge.errors import MissingPartitionsError, MLForgeError
+from mlforge.features.labels import LABEL, label_key, label_meta_key, missing_labels
+from mlforge.features.offline import (
+    missing_snapshots,
+    point_in_time_join,
+    read_snapshots,
+    snapshot_versions,
+)
+from mlforge.features.refs import service_features
+from mlforge.features.snapshots import EVENT_TS
+from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
+from mlforge.io.timeline import clip, key, training_dates
+from mlforge.models.metrics import evaluate
+from mlforge.models.tracking import LoggedModel, Tracker
+
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+
+@dataclass
+class TrainingData:
+    """A point-in-time training set split by time."""
+
+    train: pl.DataFrame
+    holdout: pl.DataFrame
+    features: list[str]
+    train_days: list[date]
+    holdout_day: date
+    data_versions: dict[str, str] = field(default_factory=dict)
+
+    def matrix(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """(X, y) of 'train' or 'holdout' as float32 / int arrays."""
+        df = self.train if part == "train" else self.holdout
+        return df.select(self.features).to_numpy().astype(np.float32), df[LABEL].to_numpy()
+
+
+def feature_columns(spec: ProjectSpec, model: ModelSpec) -> list[str]:
+    """The model's input columns, in order."""
+    return [f for _, f in service_features(spec, model.feature_service)]
+
+
+def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, cutoff: date) -> TrainingData:
+    """Assemble the training set of `model` for `cutoff` from stored labels and snapshots."""
+    train_days, holdout_day = training_dates(model, cutoff)
+    train_days = clip(spec, train_days)
+    if holdout_day < spec.partitions.start or len(train_days) < model.training.min_train_snapshots:
+        raise MLForgeError(
+            f"models/{model.name}: cutoff {cutoff} leaves {len(train_days)} training snapshot(s) with "
+            f"matured labels (need {model.training.min_train_snapshots}); choose a later cutoff"
+        )
+    days = [*train_days, holdout_day]
+    stage = f"models/{model.name}/trained[{key(cutoff)}]"
+    missing = missing_labels(storage, model.name, days)
+    if missing:
+        raise MissingPartitionsError(stage, f"labels/{model.name}", missing, "Materialize them first.")
+    views = sorted({v for v, _ in service_features(spec, model.feature_service)})
+    for view in views:
+        missing = missing_snapshots(storage, view, days)
+        if missing:
+            raise MissingPartitionsError(stage, f"features/{view}", missing, "Materialize them first.")
+
+    join_key = spec.join_key(views[0])
+    labels = pl.concat([read_parquet(storage, label_key(model.name, d)) for d in days])
+    versions = {
+        f"labels/{model.name}/{key(d)}": read_json(storage, label_meta_key(model.name, d))["sha256"]
+        for d in days
+    }
+    frame = labels
+    for view_name in views:
+        fv = spec.feature_view(view_name)
+        feats = [f for v, f in service_features(spec, model.feature_service) if v == view_name]
+        snaps = read_snapshots(storage, view_name, days)
+        frame = point_in_time_join(frame, snaps, join_key, timedelta(days=fv.ttl_days), feats)
+        versions.update(
+            {f"features/{view_name}/{d}": h for d, h in snapshot_versions(storage, view_name, days).items()}
+        )
+    frame = frame.sort(EVENT_TS, join_key)
+    holdout_ts = frame[EVENT_TS].max()
+    features = feature_columns(spec, model)
+    return TrainingData(
+        train=frame.filter(pl.col(EVENT_TS) < holdout_ts),
+        holdout=frame.filter(pl.col(EVENT_TS) == holdout_ts),
+        features=features,
+        train_days=train_days,
+        holdout_day=holdout_day,
+        data_versions=versions,
+    )
+
+
+def xgb_params(model: ModelSpec) -> tuple[dict[str, Any], int]:
+    """XGBoost booster params and the number of rounds from the spec's params."""
+    params = dict(model.params)
+    rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 100)))
+    params.setdefault("objective", "binary:logistic")
+    params.setdefault("eval_metric", "auc")
+    params.setdefault("tree_method", "hist")
+    params.setdefault("nthread", 2)
+    params["seed"] = model.training.seed
+    return params, rounds
+
+
+def train_model(data: TrainingData, model: ModelSpec) -> xgb.Booster:
+    """Fit the booster on the training part (deterministic for the same data and params)."""
+    import xgboost as xgb
+
+    x, y = data.matrix("train")
+    params, rounds = xgb_params(model)
+    dtrain = xgb.DMatrix(x, label=y, feature_names=data.features)
+    return xgb.train(params, dtrain, num_boost_round=rounds)
+
+
+def predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
+    """Positive-class probabilities for a float32 matrix (native, no pandas)."""
+    return np.asarray(booster.inplace_predict(x), dtype=np.float64)
+
+
+def booster_sha256(booster: xgb.Booster) -> str:
+    """Hash of the booster's serialized trees: equal hashes mean identical models."""
+    return hashlib.sha256(bytes(booster.save_raw(raw_format="ubj"))).hexdigest()
+
+
+def model_dir(model: str, cutoff: date) -> str:
+    """Storage prefix of what training for `cutoff` keeps beside MLflow."""
+    return f"models/{model}/cutoff={key(cutoff)}"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """What one training run produced."""
+
+    cutoff: date
+    run_id: str
+    model_id: str
+    model_uri: str
+    booster_uri: str
+    experiment_id: str
+    metrics: dict[str, float]
+    booster_sha256: str
+    data_version: str
+    train_rows: int
+    holdout_rows: int
+    features: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form stored as run.json."""
+        d = dict(self.__dict__)
+        d["cutoff"] = key(self.cutoff)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrainedModel:
+        """Inverse of to_json."""
+        return cls(**{**d, "cutoff": date.fromisoformat(d["cutoff"])})
+
+    def logged_model(self) -> LoggedModel:
+        """The MLflow logged model this training produced (what a model version is created from)."""
+        return LoggedModel(
+            self.run_id,
+            self.model_id,
+            self.model_uri,
+            self.booster_uri.rsplit("/", 1)[0],
+            self.experiment_id,
+        )
+
+
+def train_cutoff(
+    storage: Storage,
+    tracker: Tracker,
+    spec: ProjectSpec,
+    model: ModelSpec,
+    cutoff: date,
+    tags: dict[str, str],
+) -> TrainedModel:
+    """Build the point-in-time training set for `cutoff`, train, evaluate, log to MLflow."""
+    data = build_training_data(storage, spec, model, cutoff)
+    booster = train_model(data, model)
+    x_hold, y_hold = data.matrix("holdout")
+    metrics = evaluate(predict(booster, x_hold), y_hold)
+    lineage = json.dumps(data.data_versions, sort_keys=True)
+    data_version = hashlib.sha256(lineage.encode()).hexdigest()[:16]
+    digest = booster_sha256(booster)
+    params, rounds = xgb_params(model)
+    run_tags = {
+        **tags,
+        "mlforge.model": model.name,
+        "mlforge.cutoff": key(cutoff),
+        "mlforge.data_version": data_version,
+        "mlforge.train_days": f"{data.train_days[0]}..{data.train_days[-1]}",
+        "mlforge.holdout_day": key(data.holdout_day),
+        "mlforge.booster_sha256": digest,
+    }
+    logged = tracker.log_training(
+        experiment=f"{spec.project}/{model.name}",
+        run_name=f"{model.name}-{key(cutoff)}",
+        booster=booster,
+        params={**params, "num_boost_round": rounds},
+        metrics={f"holdout_{k}": v for k, v in metrics.items()},
+        tags=run_tags,
+        feature_names=data.features,
+        artifacts={"data_versions.json": lineage.encode()},
+    )
+    prefix = model_dir(model.name, cutoff)
+    write_parquet(storage, f"{prefix}/holdout.parquet", data.holdout)
+    # The drift reference is the newest population the model was judged on (its holdout snapshot),
+    # not the older training snapshots: customers age, so a reference months older than the
+    # monitored day shows "drift" on every clean day.
+    reference = data.holdout.select(data.features)
+    n = spec.monitoring_for(model.name).drift.reference_rows
+    if reference.height > n:
+        reference = reference.sample(n, seed=model.training.seed)
+    write_parquet(storage, f"{prefix}/reference.parquet", reference)
+    trained = TrainedModel(
+        cutoff=cutoff,
+        run_id=logged.run_id,
+        model_id=logged.model_id,
+        model_uri=logged.model_uri,
+        booster_uri=logged.booster_uri,
+        experiment_id=logged.experiment_id,
+        metrics=metrics,
+        booster_sha256=digest,
+        data_version=data_version,
+        train_rows=data.train.height,
+        holdout_rows=data.holdout.height,
+        features=data.features,
+    )
+    write_json(storage, f"{prefix}/run.json", trained.to_json())
+    return trained
+
+
+def read_trained(storage: Storage, model: str, cutoff: date) -> TrainedModel:
+    """The training run stored for `cutoff`; MissingPartitionsError when there is none."""
+    k = f"{model_dir(model, cutoff)}/run.json"
+    if not storage.exists(k):
+        raise MissingPartitionsError(
+            f"models/{model}/registered[{key(cutoff)}]", f"models/{model}/trained", [key(cutoff)]
+        )
+    return TrainedModel.from_json(read_json(storage, k))

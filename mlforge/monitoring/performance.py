@@ -1,0 +1,339 @@
+"""Live model performance: the champion's quality once the labels of a day have matured.
+
+For a day D whose labels exist (the horizon after D has passed), the quality of the scores made
+for D is measured against those labels twice: on the batch predictions of D and on the prediction
+log rows served on the UTC day D (non-shadow rows with status ``ok``). Operational figures —
+latency p50/p99 per request and the error rate — come from the log alone and need no labels.
+
+A day whose labels have not matured yet reports ``status = "labels not matured"`` and the day
+they mature, never zeros. Everything here is pure (polars/numpy; scikit-learn imported lazily).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from mlforge.data.checks import CheckOutcome
+from mlforge.features.labels import LABEL
+from mlforge.io.timeline import key
+from mlforge.models.metrics import metric as metric_info
+from mlforge.monitoring.prediction_log import STATUS_OK, answering_rows, ok_scored_rows
+
+#: Score at or above which a prediction counts as positive for precision/recall/F1.
+DEFAULT_THRESHOLD = 0.5
+#: Equal-width probability bins of the expected calibration error.
+ECE_BINS = 10
+#: Labelled log rows from which the live (log) quality is the one checked instead of the batch's.
+MIN_LOG_ROWS = 200
+
+STATUS_OK_DAY = "ok"
+STATUS_NOT_MATURED = "labels not matured"
+
+#: alert_thresholds this stage checks (their directions live in mlforge.models.metrics).
+QUALITY_METRICS = ("auc", "f1", "precision", "recall")
+THRESHOLDS = (*QUALITY_METRICS, "latency_p99_ms", "error_rate")
+
+
+def summary_key(model: str, d: date) -> str:
+    """Storage key of a day's performance summary."""
+    return f"monitoring/{model}/performance/date={key(d)}/summary.json"
+
+
+def matures_on(d: date, horizon_days: int) -> date:
+    """The last raw day the labels of `d` look at: they can be computed once it exists."""
+    return d + timedelta(days=horizon_days)
+
+
+def check_name(metric: str) -> str:
+    """Name of the asset check of one alert threshold, e.g. ``min_auc``, ``max_latency_p99_ms``."""
+    return f"{metric_info(metric).bound}_{metric}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality against labels
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Classification quality of scores against matured labels."""
+
+    rows: int
+    positives: int
+    auc: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    brier: float | None
+    ece: float | None
+    positive_rate: float | None
+    mean_score: float | None
+    threshold: float = DEFAULT_THRESHOLD
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return asdict(self)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float | None:
+    """ECE over `bins` equal-width bins of [0, 1]: Σ |mean score − positive rate| × bin share."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    if p.size == 0:
+        return None
+    idx = np.minimum((np.clip(p, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
+    gap = np.abs(np.bincount(idx, weights=p, minlength=bins) - np.bincount(idx, weights=y, minlength=bins))
+    return float(gap.sum() / p.size)
+
+
+def quality(y_true: np.ndarray, scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Quality:
+    """Rows, AUC (None with one class only), precision/recall/F1 at `threshold`, Brier, ECE."""
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(scores, dtype=np.float64)
+    n = int(y.size)
+    if n == 0:
+        return Quality(0, 0, None, None, None, None, None, None, None, None, threshold)
+    pos = int(y.sum())
+    auc = None
+    if 0 < pos < n:
+        from sklearn.metrics import roc_auc_score
+
+        auc = float(roc_auc_score(y, p))
+    pred = p >= threshold
+    tp = int(np.count_nonzero(pred & (y == 1)))
+    fp = int(np.count_nonzero(pred & (y == 0)))
+    fn = int(np.count_nonzero(~pred & (y == 1)))
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    if precision is None or recall is None:
+        f1 = None
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Quality(
+        rows=n,
+        positives=pos,
+        auc=auc,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        brier=float(np.mean((p - y) ** 2)),
+        ece=expected_calibration_error(y, p),
+        positive_rate=pos / n,
+        mean_score=float(p.mean()),
+        threshold=threshold,
+    )
+
+
+def join_batch(predictions: pl.DataFrame, labels: pl.DataFrame, entity_key: str) -> pl.DataFrame:
+    """(score, label) of every batch prediction whose entity has a label."""
+    return (
+        predictions.select(entity_key, "score")
+        .join(labels.select(entity_key, LABEL), on=entity_key, how="inner")
+        .select("score", LABEL)
+    )
+
+
+def join_log(log: pl.DataFrame, labels: pl.DataFrame, entity_key: str) -> pl.DataFrame:
+    """(score, label) of the log's answered ok rows whose entity has a label (one row per prediction)."""
+    ok = ok_scored_rows(answering_rows(log))
+    return (
+        ok.select(pl.col("entity_id").alias(entity_key), "score")
+        .join(labels.select(entity_key, LABEL), on=entity_key, how="inner")
+        .select("score", LABEL)
+    )
+
+
+def quality_of(pairs: pl.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> Quality:
+    """:func:`quality` of a (score, label) frame."""
+    return quality(pairs[LABEL].to_numpy(), pairs["score"].to_numpy(), threshold)
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations from the log
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Operations:
+    """What serving did on a day, from its log rows (answering rows, labelled or not)."""
+
+    log_rows: int
+    requests: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    error_rate: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON form."""
+        return asdict(self)
+
+
+def operations(log: pl.DataFrame) -> Operations:
+    """Latency p50/p99 per request and the share of rows whose status is not ``ok``.
+
+    Latency is a property of a request (every row of it carries the same value), so the
+    percentiles are over requests, as the canary sensor measures them; the error rate is over rows.
+    """
+    rows = answering_rows(log)
+    if rows.height == 0:
+        return Operations(0, 0, None, None, None)
+    per_request = rows.unique(["endpoint", "request_id"], keep="first")["latency_ms"].to_numpy()
+    lat = per_request.astype(np.float64)
+    return Operations(
+        log_rows=rows.height,
+        requests=int(lat.size),
+        latency_p50_ms=float(np.percentile(lat, 50)),
+        latency_p99_ms=float(np.percentile(lat, 99)),
+        error_rate=float((rows["status"] != STATUS_OK).sum()) / rows.height,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One day
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayPerformance:
+    """The performance summary of one day (what ``summary.json`` holds)."""
+
+    day: date
+    status: str
+    matures_on: date
+    champion_version: int | None
+    operations: Operations
+    batch: Quality | None = None
+    log: Quality | None = None
+    endpoints: list[str] = field(default_factory=list)
+    batch_model_versions: list[int] = field(default_factory=list)
+    log_model_versions: list[int] = field(default_factory=list)
+
+    @property
+    def quality_source(self) -> str | None:
+        """Which quality is checked: the log's with ≥ MIN_LOG_ROWS labelled rows, else the batch's."""
+        if self.log is not None and self.log.rows >= MIN_LOG_ROWS:
+            return "log"
+        if self.batch is not None and self.batch.rows:
+            return "batch"
+        return None
+
+    @property
+    def primary(self) -> Quality | None:
+        """The quality the checks and the headline figures use."""
+        src = self.quality_source
+        return self.log if src == "log" else self.batch if src == "batch" else None
+
+    def value(self, metric: str) -> float | None:
+        """The figure an alert threshold is compared with (None when it cannot be measured)."""
+        if metric in QUALITY_METRICS:
+            q = self.primary
+            return None if q is None else getattr(q, metric)
+        if metric in ("latency_p50_ms", "latency_p99_ms", "error_rate"):
+            return getattr(self.operations, metric)
+        raise KeyError(metric)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary written to storage: headline figures at the top, details below."""
+        q = self.primary
+        return {
+            "day": key(self.day),
+            "status": self.status,
+            "matures_on": key(self.matures_on),
+            "champion_version": self.champion_version,
+            "quality_source": self.quality_source,
+            **{
+                m: (getattr(q, m) if q else None)
+                for m in ("auc", "f1", "precision", "recall", "brier", "ece")
+            },
+            "rows": self.batch.rows if self.batch else None,
+            "log_labelled_rows": self.log.rows if self.log else None,
+            **self.operations.to_json(),
+            "batch": self.batch.to_json() if self.batch else None,
+            "log": self.log.to_json() if self.log else None,
+            "endpoints": self.endpoints,
+            "batch_model_versions": self.batch_model_versions,
+            "log_model_versions": self.log_model_versions,
+        }
+
+
+def evaluate_day(
+    d: date,
+    *,
+    horizon_days: int,
+    labels: pl.DataFrame | None,
+    predictions: pl.DataFrame | None,
+    log: pl.DataFrame,
+    entity_key: str,
+    champion_version: int | None,
+    endpoints: list[str] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> DayPerformance:
+    """The performance of day `d`: quality when `labels` exist (None = not matured), operations always."""
+    ops = operations(log)
+    answered = answering_rows(log)
+    log_versions = (
+        sorted({int(v) for v in answered["model_version"].unique().to_list()}) if answered.height else []
+    )
+    batch = live = None
+    batch_versions: list[int] = []
+    if labels is not None:
+        if predictions is not None:
+            batch = quality_of(join_batch(predictions, labels, entity_key), threshold)
+            if "model_version" in predictions.columns and predictions.height:
+                batch_versions = sorted(int(v) for v in predictions["model_version"].unique().to_list())
+        live = quality_of(join_log(answered, labels, entity_key), threshold) if answered.height else None
+    return DayPerformance(
+        day=d,
+        status=STATUS_NOT_MATURED if labels is None else STATUS_OK_DAY,
+        matures_on=matures_on(d, horizon_days),
+        champion_version=champion_version,
+        operations=ops,
+        batch=batch,
+        log=live,
+        endpoints=list(endpoints or []),
+        batch_model_versions=batch_versions,
+        log_model_versions=log_versions,
+    )
+
+
+def threshold_checks(perf: DayPerformance, thresholds: dict[str, float]) -> list[CheckOutcome]:
+    """One outcome per alert threshold this stage understands (see :data:`THRESHOLDS`).
+
+    A threshold whose figure cannot be measured on the day (labels not matured, one class only,
+    no log rows) passes with a description saying it was not evaluated and ``evaluated: False``.
+    """
+    out = []
+    for metric, limit in thresholds.items():
+        if metric not in THRESHOLDS:
+            continue
+        name, m = check_name(metric), metric_info(metric)
+        value = perf.value(metric)
+        source = perf.quality_source if metric in QUALITY_METRICS else "log"
+        meta: dict[str, Any] = {
+            "value": value,
+            "threshold": limit,
+            "day": key(perf.day),
+            "evaluated": value is not None,
+            "source": source,
+        }
+        if value is None:
+            why = (
+                f"labels mature on {key(perf.matures_on)}"
+                if perf.status == STATUS_NOT_MATURED and metric in QUALITY_METRICS
+                else "no labelled rows with both classes"
+                if metric in QUALITY_METRICS
+                else "no prediction log rows"
+            )
+            out.append(CheckOutcome(name, True, f"{metric} not evaluated for {key(perf.day)}: {why}", meta))
+            continue
+        ok = m.meets(value, limit)
+        desc = f"{metric} {value:.4g} {m.sign(ok)} {limit:g} on {key(perf.day)}" + (
+            f" ({source})" if source else ""
+        )
+        out.append(CheckOutcome(name, ok, desc, meta))
+    return out

@@ -1,0 +1,314 @@
+"""Jobs, schedules and sensors: the daily refresh, the weekly retrain, drift → retrain, canary steps."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from mlforge.config.project import Project
+from mlforge.config.spec import DeploymentSpec
+from mlforge.deployment.decisions import decide
+from mlforge.deployment.manifest import DeploymentConflictError, Manifest, read_manifest, write_manifest
+from mlforge.models.gate import CHAMPION
+from mlforge.monitoring.alerts import Alert
+from mlforge.monitoring.prediction_log import days_between, read_prediction_logs
+from mlforge_assets.metadata import step_failures
+from mlforge_assets.partitions import asset_key
+from mlforge_resources import AlertsResource, MLflowResource, StorageResource
+
+IN_PROGRESS_STATUSES = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+
+DRIFT_TRIGGER_TAG = "mlforge/trigger"
+
+
+def drift_sensor(project: Project, model: str, job: Any) -> dg.SensorDefinition:
+    """Drift over the spec's threshold → exactly one retrain run per drift event.
+
+    A drift event opens with the first drift report at or over the threshold and closes with the
+    next report under it; only its opening requests a retrain, so a week of drifted days is one
+    retrain, not seven. The retrain's cutoff is the latest drifted day seen in that tick, or the
+    newest day whose holdout labels (cutoff − horizon) have matured, whichever is earlier. The cursor holds the last
+    drift materialization judged and whether an event is open, so each report is judged once,
+    over sensor and daemon restarts too; the run key makes a repeated request a no-op.
+    """
+    mon = project.spec.monitoring_for(model).drift
+    drift = asset_key(project, "monitoring", model, "drift")
+    labels = asset_key(project, "labels", model)
+    horizon = project.spec.model(model).label.horizon_days
+    interval = sensor_interval(project)
+
+    @dg.sensor(
+        name=f"{project.spec.project}_{model}_drift_retrain",
+        job=job,
+        minimum_interval_seconds=interval,
+        description=f"Requests one retrain of `{model}` per drift event (drift share ≥ {mon.threshold}).",
+        default_status=dg.DefaultSensorStatus.RUNNING if mon.auto_retrain else dg.DefaultSensorStatus.STOPPED,
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        state = _drift_cursor(context.cursor)
+        result = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=drift, after_storage_id=state["storage_id"]),
+            limit=1000,
+            ascending=True,
+        )
+        if not result.records:
+            return dg.SkipReason(f"no new {drift.to_user_string()} materializations")
+        opened: list[tuple[str, float, int, str, Any]] = []
+        event = state["open"]
+        for r in result.records:
+            mat = r.asset_materialization
+            if mat is None or not mat.partition:
+                continue
+            # features or served inputs: whichever drifted more
+            shares = [_number(mat.metadata.get(k)) for k in ("drift_share", "log_drift_share")]
+            value = max((v for v in shares if v is not None), default=None)
+            if value is None:
+                continue
+            if value >= mon.threshold:
+                if event is None or opened:
+                    report = mat.metadata.get("report_html")
+                    opened.append(
+                        (mat.partition, value, r.storage_id, r.run_id, getattr(report, "value", report))
+                    )
+                event = event or mat.partition
+            else:
+                event = None
+        cursor = json.dumps({"storage_id": max(r.storage_id for r in result.records), "open": event})
+        if not opened:
+            why = f"drift event open since {event}" if event else f"drift below {mon.threshold}"
+            context.log.info(f"{len(result.records)} drift report(s): {why}; no retrain")
+            return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor)
+        partition, share, storage_id, run_id, report = max(opened)
+        # The newest cutoff that can be trained: its holdout labels (cutoff − horizon) must exist.
+        matured = context.instance.get_materialized_partitions(labels)
+        if not matured:
+            why = f"drift {share:.2f} on {partition}, but no {labels.to_user_string()} partition to train on"
+            context.log.warning(why)
+            return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor)
+        trainable = date.fromisoformat(max(matured)) + timedelta(days=horizon)
+        cutoff = min(date.fromisoformat(partition), trainable).isoformat()
+        context.log.info(
+            f"drift {share:.2f} on {partition}: requesting a retrain of {model} for cutoff {cutoff}"
+        )
+        tags = {
+            DRIFT_TRIGGER_TAG: "drift",
+            "mlforge/drift_partition": partition,
+            "mlforge/drift_share": f"{share:.4f}",
+            "mlforge/drift_run_id": run_id,
+        }
+        if report:
+            tags["mlforge/drift_report"] = str(report)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=f"drift-{storage_id}", partition_key=cutoff, tags=tags)],
+            cursor=cursor,
+        )
+
+    return _sensor
+
+
+def _drift_cursor(cursor: str | None) -> dict[str, Any]:
+    """The drift sensor's cursor: {"storage_id": last judged, "open": first day of an open event}."""
+    if not cursor:
+        return {"storage_id": None, "open": None}
+    if cursor.isdigit():  # the cursor of MLForge ≤ 0.1: a storage id only
+        return {"storage_id": int(cursor), "open": None}
+    return dict(json.loads(cursor))
+
+
+def _number(v: Any) -> float | None:
+    """A metadata entry's numeric value, if it has one."""
+    v = getattr(v, "value", v)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def sensor_interval(project: Project) -> int:
+    """Seconds between sensor ticks: 30, or the replay's interval when a replay is configured."""
+    return project.spec.replay.interval_seconds if project.spec.replay else 30
+
+
+def replay_sensor(project: Project, job: Any) -> dg.SensorDefinition:
+    """A simulated clock: requests the daily refresh of the next replay day once nothing is running.
+
+    The cursor is the last day requested, so a restarted daemon continues where it stopped.
+    Waiting for every run to finish keeps the loop readable: day → drift → (retrain) → next day.
+    """
+    replay = project.spec.replay
+    assert replay is not None
+
+    @dg.sensor(
+        name=f"{project.spec.project}_replay",
+        job=job,
+        minimum_interval_seconds=replay.interval_seconds,
+        description=f"Replays days {replay.start}..{replay.end}, one daily refresh per tick (demo clock).",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        busy = context.instance.get_run_records(dg.RunsFilter(statuses=[*IN_PROGRESS_STATUSES]), limit=1)
+        if busy:
+            return dg.SkipReason(f"waiting for run {busy[0].dagster_run.run_id} to finish")
+        day = date.fromisoformat(context.cursor) + timedelta(days=1) if context.cursor else replay.start
+        if day > replay.end:
+            return dg.SkipReason(f"replay finished at {replay.end}")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"replay-{day}", partition_key=day.isoformat(), tags={"mlforge/replay": "1"}
+                )
+            ],
+            cursor=day.isoformat(),
+        )
+
+    return _sensor
+
+
+def alert_on_run_failure(project: Project) -> dg.SensorDefinition:
+    """Every failed run of this code location sends an alert with the error and a link to the run."""
+
+    @dg.run_failure_sensor(
+        name=f"{project.spec.project}_run_failure_alert",
+        description="Sends an alert (log + webhook) for every failed run.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=sensor_interval(project),
+    )
+    def _sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+        run = context.dagster_run
+        events = context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        steps = step_failures(e.dagster_event for e in events if e.dagster_event)
+        error = "; ".join(steps) or context.failure_event.message or "run failed"
+        partition = run.tags.get("dagster/partition")
+        alert = Alert(
+            key=f"run:{run.job_name}:{run.run_id}",
+            status="firing",
+            summary=f"run {run.run_id[:8]} of {run.job_name} failed"
+            + (f" (partition {partition})" if partition else "")
+            + f": {error[:500]}",
+            partition=partition,
+            links={"run": f"{alerts.dagster_url.rstrip('/')}/runs/{run.run_id}"},
+            details={"job": run.job_name, "run_id": run.run_id},
+        )
+        alerts.channel().send(alert)
+
+    return _sensor
+
+
+def sync_champion_alias(
+    mlflow: MLflowResource, written: Manifest, before: Manifest, action: str, reason: str, log: Any
+) -> str:
+    """Make the registry say what serves: `champion` → the version now answering all traffic.
+
+    A rollout's end is decided from live traffic, after the registry's gate: a promotion makes
+    the promoted version champion, a rollback or rejection puts the alias back on the version that
+    kept serving and tags the other one with the verdict. The manifest is already written, so a
+    registry that cannot be reached is logged, not raised.
+    """
+    live = [v for v in written.answering() if v.traffic == 100]
+    if not live:
+        return "unchanged (no single live version)"
+    version = live[0].version
+    others = {v.version for v in before.variants} - {version}
+    try:
+        tracker = mlflow.get()
+        current = tracker.alias(written.model, CHAMPION)
+        if current is None or current.version != version:
+            tracker.set_alias(written.model, CHAMPION, version)
+        verdict = {"promote": "promoted", "rollback": "rolled_back", "reject": "rejected"}[action]
+        tracker.set_version_tags(
+            written.model,
+            version,
+            {"mlforge.deployment": "live", "mlforge.deployment_revision": str(written.revision)},
+        )
+        for other in sorted(others):
+            if verdict != "promoted":
+                tracker.set_version_tags(
+                    written.model,
+                    other,
+                    {"mlforge.deployment": verdict, "mlforge.deployment_reason": reason[:500]},
+                )
+    except Exception as exc:  # the registry is a mirror here; the manifest decides what serves
+        log.warning(f"{written.endpoint}: could not move the champion alias to v{version}: {exc}")
+        return f"not moved: {type(exc).__name__}"
+    moved = "kept" if current is not None and current.version == version else "moved"
+    log.info(f"{written.endpoint}: champion alias {moved} on v{version} ({verdict})")
+    return f"{moved} → v{version}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canary_sensor(
+    project: Project, dep: DeploymentSpec, clock: Callable[[], datetime] = _utcnow
+) -> dg.SensorDefinition:
+    """Advances, promotes or rolls back `dep.endpoint`'s rollout from its live prediction log.
+
+    Each tick reads the current manifest and the prediction-log rows served under its revision,
+    asks :func:`mlforge.canary.decide`, and writes the manifest of an advance / promotion /
+    rollback / rejection as the next revision (refused if the manifest changed meanwhile). Every
+    step is recorded three times: in the manifest (``state.status``, ``state.reason``; the
+    history keeps every revision), as an observation of the deployment asset with the decision's
+    metrics, and in the sensor's log. The cursor is the last revision the sensor wrote.
+    """
+    endpoint = dep.endpoint
+    strategy = dep.strategy
+    deployment = asset_key(project, "deployments", endpoint)
+
+    @dg.sensor(
+        name=f"{project.spec.project}_{endpoint.replace('-', '_')}_canary",
+        minimum_interval_seconds=sensor_interval(project),
+        description=(
+            f"Advances `{endpoint}`'s {strategy.kind} rollout on live metrics from the prediction log "
+            f"(steps {strategy.steps}, {strategy.evaluation_minutes:g} min per step), or rolls it back."
+        ),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext, storage: StorageResource, mlflow: MLflowResource
+    ) -> dg.SensorResult:
+        store = storage.get()
+        manifest = read_manifest(store, endpoint)
+        if manifest is None:
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"{endpoint} has no manifest yet"))
+        now = clock()
+        created = datetime.fromisoformat(manifest.created_at)
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        frame = read_prediction_logs(store, endpoint, days_between(min(created, now), now), since=created)
+        decision = decide(manifest, strategy, frame, now)
+        context.log.info(f"{endpoint} revision {manifest.revision}: {decision.action}: {decision.reason}")
+        if decision.manifest is None:
+            return dg.SensorResult(skip_reason=dg.SkipReason(decision.reason))
+        try:
+            written = write_manifest(store, decision.manifest, expected_revision=manifest.revision)
+        except DeploymentConflictError as exc:
+            return dg.SensorResult(skip_reason=dg.SkipReason(str(exc)))
+        metadata: dict[str, Any] = {
+            **decision.tags(),
+            "mlforge/canary_new_revision": str(written.revision),
+        }
+        for name, st in decision.stats.items():
+            metadata[f"{name}_rows"] = st.rows
+            metadata[f"{name}_error_rate"] = round(st.error_rate, 6)
+            if st.latency_p99_ms is not None:
+                metadata[f"{name}_latency_p99_ms"] = round(st.latency_p99_ms, 3)
+            if st.mean_score is not None:
+                metadata[f"{name}_mean_score"] = round(st.mean_score, 6)
+        context.log.info(f"{endpoint}: wrote revision {written.revision} ({decision.action})")
+        if decision.action in ("promote", "rollback", "reject"):
+            metadata["mlforge/champion_alias"] = sync_champion_alias(
+                mlflow, written, manifest, decision.action, decision.reason, context.log
+            )
+        return dg.SensorResult(
+            cursor=str(written.revision),
+            asset_events=[dg.AssetObservation(asset_key=deployment, metadata=metadata)],
+        )
+
+    return _sensor
