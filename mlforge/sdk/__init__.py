@@ -1,1 +1,4 @@
-"""TODO"""
+"""The Python SDK: `MLForgeClient(...)` and its feature store, on the core packages.
+
+May import: every core package but `mlforge.cli`.
+"""
