@@ -20,17 +20,14 @@ def deployment_asset(project: Project, dep: DeploymentSpec) -> dg.AssetsDefiniti
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         manifest, changed = deploy_endpoint(stage.storage, stage.tracker, project.spec, dep, days[-1])
+        summary = manifest.summary()
         return StageResult(
             metadata={
-                "revision": manifest.revision,
+                "revision": summary.revision,
                 "changed": changed,
-                "strategy": manifest.strategy,
-                "variants": md_table(
-                    [
-                        {"variant": v.name, "version": v.version, "traffic_%": v.traffic, "shadow": v.shadow}
-                        for v in manifest.variants
-                    ]
-                ),
+                "strategy": summary.strategy,
+                "served": summary.served(),
+                "variants": md_table([dict(v.to_dict(model=True)) for v in summary.variants]),
                 "manifest": stage.storage.uri(manifest_key(dep.endpoint)),
             },
             data_version=f"rev{manifest.revision}",

@@ -279,8 +279,7 @@ def canary_sensor(
         if manifest is None:
             return dg.SensorResult(skip_reason=dg.SkipReason(f"{endpoint} has no manifest yet"))
         now = clock()
-        created = datetime.fromisoformat(manifest.created_at)
-        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        created = manifest.created_at  # timezone-aware (an offset-less stored time is read as UTC)
         frame = read_prediction_logs(store, endpoint, days_between(min(created, now), now), since=created)
         decision = decide(manifest, strategy, frame, now)
         context.log.info(f"{endpoint} revision {manifest.revision}: {decision.action}: {decision.reason}")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from mlforge.deployment.manifest import Manifest, Variant
+from mlforge.deployment.state import VariantRole
 
 ENDPOINT = "churn-api"
 
 
-def variant(version: int, name: str = "champion", traffic: int = 100, shadow: bool = False) -> Variant:
-    """Model `churn` version `version` under variant `name` (a booster URI that is never loaded)."""
+def variant(
+    version: int, name: VariantRole | str = VariantRole.CHAMPION, traffic: int = 100, shadow: bool = False
+) -> Variant:
+    """Model `churn` version `version` in role `name` (a booster URI that is never loaded)."""
     return Variant(
         name=name,
         model_name="churn",

@@ -46,7 +46,7 @@ def test_canary_rollback_puts_the_champion_alias_back_and_tags_the_version(
     tracker = _two_versions(materialized, project)
     storage = project.storage
     write_manifest(storage, manifest([variant(1, "champion", 100)], strategy="blue_green"))
-    m = write_manifest(storage, rollout().model_copy(update={"created_at": datetime.now(UTC).isoformat()}))
+    m = write_manifest(storage, rollout().model_copy(update={"created_at": datetime.now(UTC)}))
     _log_frame(
         PredictionLogger(storage),
         pl.concat([rows(m, "stable", 500), rows(m, "canary", 150, latency_ms=400.0, seed=1)]),
@@ -70,9 +70,7 @@ def test_canary_promotion_keeps_the_gate_s_champion(materialized: Any, tmp_path:
     tracker = _two_versions(materialized, project)
     storage = project.storage
     write_manifest(storage, manifest([variant(1, "champion", 100)], strategy="blue_green"))
-    m = write_manifest(
-        storage, rollout(share=50).model_copy(update={"created_at": datetime.now(UTC).isoformat()})
-    )
+    m = write_manifest(storage, rollout(share=50).model_copy(update={"created_at": datetime.now(UTC)}))
     _log_frame(PredictionLogger(storage), healthy(m))
     clock = {"now": datetime.now(UTC) + timedelta(minutes=11)}
     result = tick(

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import Manifest, history, read_manifest, write_manifest
+from mlforge.deployment.state import VariantRole
 from serving.app import create_app
 
 ENDPOINT = "churn-api"
@@ -136,7 +137,7 @@ def test_key_never_appears_in_logs_or_responses(
 def test_rollback_through_the_api_changes_the_served_revision(
     admin: TestClient, own: Project, deployed: Manifest
 ) -> None:
-    green = [v.model_copy(update={"name": "green"}) for v in deployed.variants]
+    green = [v.model_copy(update={"name": VariantRole.GREEN}) for v in deployed.variants]
     new = write_manifest(own.storage, deployed.model_copy(update={"variants": green}))
     r = admin.post("/admin/reload", headers={"X-API-Key": KEY})
     assert r.status_code == 200 and r.json()["loaded"] == {ENDPOINT: new.revision}
@@ -166,7 +167,7 @@ def test_traffic_split_writes_a_new_revision(admin: TestClient, own: Project, de
                 "strategy": "champion_challenger",
                 "variants": [
                     champ.model_copy(update={"traffic": 90}),
-                    champ.model_copy(update={"name": "challenger", "traffic": 10}),
+                    champ.model_copy(update={"name": VariantRole.CHALLENGER, "traffic": 10}),
                     champ.model_copy(update={"name": "shadow", "traffic": 0, "shadow": True}),
                 ],
             }
@@ -315,8 +316,8 @@ def test_deploy_cli_rollback_traffic_history(
             update={
                 "strategy": "canary",
                 "variants": [
-                    champ.model_copy(update={"name": "stable", "traffic": 95}),
-                    champ.model_copy(update={"name": "canary", "version": 2, "traffic": 5}),
+                    champ.model_copy(update={"name": VariantRole.STABLE, "traffic": 95}),
+                    champ.model_copy(update={"name": VariantRole.CANARY, "version": 2, "traffic": 5}),
                 ],
                 "state": {"step": 0, "status": "advancing", "reason": "started"},
             }

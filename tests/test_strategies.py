@@ -29,6 +29,7 @@ from mlforge.config.spec import DeploymentSpec, PromotionCriteria, StrategySpec
 from mlforge.deployment.decisions import Decision, agreement, decide, psi, variant_stats
 from mlforge.deployment.manifest import Manifest, Variant, history, read_manifest, write_manifest
 from mlforge.deployment.routing import route
+from mlforge.deployment.state import VariantRole
 from mlforge.deployment.variants import plan_variants
 from mlforge.features.offline import read_snapshot
 from mlforge.io.storage import LocalStorage
@@ -110,7 +111,7 @@ def healthy(m: Manifest, canary_rows: int = 200) -> pl.DataFrame:
 
 
 def after(m: Manifest, minutes: float = 11) -> datetime:
-    return datetime.fromisoformat(m.created_at) + timedelta(minutes=minutes)
+    return m.created_at + timedelta(minutes=minutes)
 
 
 def traffic(m: Manifest) -> list[tuple[str, int, int]]:
@@ -404,7 +405,7 @@ def test_sensor_reads_the_log_writes_each_step_and_records_it(materialized: Any,
     project = canary_project(materialized.project, tmp_path, CANARY)
     storage = project.storage
     write_manifest(storage, manifest([variant(1, "champion", 100)], strategy="blue_green"))
-    m = write_manifest(storage, rollout().model_copy(update={"created_at": datetime.now(UTC).isoformat()}))
+    m = write_manifest(storage, rollout().model_copy(update={"created_at": datetime.now(UTC)}))
     clock = {"now": datetime.now(UTC)}
     sensor = canary_sensor(project, project.spec.deployment(ENDPOINT), clock=lambda: clock["now"])
 
@@ -436,7 +437,7 @@ def test_sensor_rolls_back_a_misbehaving_canary(materialized: Any, tmp_path: Pat
     project = canary_project(materialized.project, tmp_path, CANARY)
     storage = project.storage
     write_manifest(storage, manifest([variant(1, "champion", 100)], strategy="blue_green"))
-    m = write_manifest(storage, rollout().model_copy(update={"created_at": datetime.now(UTC).isoformat()}))
+    m = write_manifest(storage, rollout().model_copy(update={"created_at": datetime.now(UTC)}))
     logger = PredictionLogger(storage)
     _log_frame(logger, pl.concat([rows(m, "stable", 500), rows(m, "canary", 150, latency_ms=400.0, seed=1)]))
     sensor = canary_sensor(
@@ -560,8 +561,8 @@ def test_live_canary_advances_to_100_through_serving_and_the_sensor(
             update={
                 "strategy": "canary",
                 "variants": [
-                    base.model_copy(update={"name": "stable", "traffic": 90}),
-                    base.model_copy(update={"name": "canary", "version": 2, "traffic": 10}),
+                    base.model_copy(update={"name": VariantRole.STABLE, "traffic": 90}),
+                    base.model_copy(update={"name": VariantRole.CANARY, "version": 2, "traffic": 10}),
                 ],
                 "state": {"step": 0, "live_version": 1, "candidate_version": 2},
             }
@@ -606,14 +607,14 @@ def test_live_canary_with_a_bad_model_is_rolled_back(
     own = own_storage(project, tmp_path, strategy)
     base = served.variants[0]
     bad = base.model_copy(
-        update={"name": "canary", "version": 2, "traffic": 25, "booster_uri": other_booster}
+        update={"name": VariantRole.CANARY, "version": 2, "traffic": 25, "booster_uri": other_booster}
     )
     m = write_manifest(
         own.storage,
         served.model_copy(
             update={
                 "strategy": "canary",
-                "variants": [base.model_copy(update={"name": "stable", "traffic": 75}), bad],
+                "variants": [base.model_copy(update={"name": VariantRole.STABLE, "traffic": 75}), bad],
                 "state": {"step": 1, "live_version": 1, "candidate_version": 2},
             }
         ),
@@ -649,7 +650,7 @@ def test_shadow_challenger_is_logged_but_never_answers(
     champ = served.variants[0]
     shadow = champ.model_copy(
         update={
-            "name": "challenger",
+            "name": VariantRole.CHALLENGER,
             "version": 2,
             "traffic": 0,
             "shadow": True,
@@ -702,7 +703,7 @@ def test_split_routing_is_sticky_and_logged_as_answered(
                     champ.model_copy(update={"traffic": 70}),
                     champ.model_copy(
                         update={
-                            "name": "challenger",
+                            "name": VariantRole.CHALLENGER,
                             "version": 2,
                             "traffic": 30,
                             "booster_uri": other_booster,

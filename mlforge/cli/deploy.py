@@ -19,10 +19,13 @@ def deploy_status(endpoint: str, spec: Spec = None, home: Home = None) -> None:
     if m is None:
         fail(f"endpoint {endpoint} has no deployment manifest yet")
         return
-    print(f"{endpoint}: revision {m.revision}, {m.strategy}, model {m.model}, created {m.created_at}")
-    for v in m.variants:
-        print(f"  {v.name:<10} v{v.version:<4} traffic {v.traffic:>3}%{'  (shadow)' if v.shadow else ''}")
-    for k, val in sorted(m.state.items()):
+    s = m.summary()
+    print(
+        f"{endpoint}: revision {s.revision}, {s.strategy}, model {s.model}, created {s.created_at.isoformat()}"
+    )
+    for v in s.variants:
+        print(f"  {v.line()}")
+    for k, val in sorted(s.state.items()):
         print(f"  state.{k} = {val}")
 
 
@@ -49,13 +52,10 @@ def deploy_history(endpoint: str, spec: Spec = None, home: Home = None) -> None:
     if not revisions:
         fail(f"endpoint {endpoint} has no deployment manifest yet")
     for m in revisions:
-        served = ", ".join(
-            f"{v.name}=v{v.version}:{v.traffic}%{' (shadow)' if v.shadow else ''}" for v in m.variants
-        )
-        status = m.state.get("status", "")
-        print(f"{m.revision:>4}  {m.created_at[:19]}  {m.strategy:<19} {served}  {status}")
-        if m.state.get("reason"):
-            print(f"      {m.state['reason']}")
+        s = m.summary()
+        print(s.line())
+        if s.reason:
+            print(f"      {s.reason}")
 
 
 @deploy_app.command(name="traffic")

@@ -27,13 +27,14 @@ otherwise **wait**.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from mlforge.config.spec import StrategySpec
-from mlforge.deployment.manifest import Manifest, Variant
+from mlforge.deployment.manifest import Manifest, Variant, utc_now
+from mlforge.deployment.state import RolloutStatus, StateKey, VariantRole
 from mlforge.deployment.variants import PROMOTED, REJECTED
 from mlforge.models.metrics import metric
 from mlforge.monitoring.prediction_log import STATUS_ERROR, answering_rows, ok_scored_rows
@@ -148,11 +149,6 @@ def window(log: pl.DataFrame, manifest: Manifest) -> pl.DataFrame:
     return log.filter((pl.col("endpoint") == manifest.endpoint) & (pl.col("revision") == manifest.revision))
 
 
-def _created(manifest: Manifest) -> datetime:
-    t = datetime.fromisoformat(manifest.created_at)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -196,8 +192,8 @@ def decide_canary(manifest: Manifest, strategy: StrategySpec, log: pl.DataFrame,
     """Advance, wait, promote or roll back a canary rollout."""
 
     rev = manifest.revision
-    canary = next((v for v in manifest.answering() if v.name == "canary"), None)
-    stable = next((v for v in manifest.answering() if v.name == "stable"), None)
+    canary = manifest.variant(VariantRole.CANARY, answering=True)
+    stable = manifest.variant(VariantRole.STABLE, answering=True)
     if canary is None or stable is None or canary.traffic >= 100:
         return Decision("none", "no canary rollout in progress", revision=rev)
     rows = window(log, manifest)
@@ -214,7 +210,7 @@ def decide_canary(manifest: Manifest, strategy: StrategySpec, log: pl.DataFrame,
     if breaches:
         reason = f"rolled back {step}: " + "; ".join(breaches) + f" ({c.describe()})"
         return Decision("rollback", reason, _rolled_back(manifest, stable, canary, reason), stats, rev)
-    elapsed = now - _created(manifest)
+    elapsed = now - manifest.created_at
     need = timedelta(minutes=strategy.evaluation_minutes)
     if elapsed < need:
         reason = (
@@ -237,43 +233,41 @@ def decide_canary(manifest: Manifest, strategy: StrategySpec, log: pl.DataFrame,
     ]
     state = {
         **manifest.state,
-        "step": strategy.steps.index(nxt),
-        "live_version": stable.version,
-        "candidate_version": canary.version,
-        "status": "advancing",
-        "reason": reason,
-        "decided_on_revision": rev,
+        StateKey.STEP: strategy.steps.index(nxt),
+        StateKey.LIVE_VERSION: stable.version,
+        StateKey.CANDIDATE_VERSION: canary.version,
+        StateKey.STATUS: RolloutStatus.ADVANCING,
+        StateKey.REASON: reason,
+        StateKey.DECIDED_ON_REVISION: rev,
     }
     return Decision("advance", reason, _next(manifest, variants, state), stats, rev)
 
 
 def _next(manifest: Manifest, variants: list[Variant], state: dict[str, int | str]) -> Manifest:
-    return manifest.model_copy(
-        update={"variants": variants, "state": state, "created_at": datetime.now(UTC).isoformat()}
-    )
+    return manifest.model_copy(update={"variants": variants, "state": state, "created_at": utc_now()})
 
 
 def _rolled_back(manifest: Manifest, stable: Variant, canary: Variant, reason: str) -> Manifest:
-    champ = stable.model_copy(update={"name": "champion", "traffic": 100, "shadow": False})
+    champ = stable.model_copy(update={"name": VariantRole.CHAMPION, "traffic": 100, "shadow": False})
     state: dict[str, int | str] = {
-        "step": manifest.state.get("step", 0),
-        "live_version": stable.version,
+        StateKey.STEP: manifest.state.get(StateKey.STEP, 0),
+        StateKey.LIVE_VERSION: stable.version,
         REJECTED: canary.version,
-        "status": "rolled_back",
-        "reason": reason,
-        "decided_on_revision": manifest.revision,
+        StateKey.STATUS: RolloutStatus.ROLLED_BACK,
+        StateKey.REASON: reason,
+        StateKey.DECIDED_ON_REVISION: manifest.revision,
     }
     return _next(manifest, [champ], state)
 
 
 def _promoted(manifest: Manifest, strategy: StrategySpec, canary: Variant, reason: str) -> Manifest:
-    champ = canary.model_copy(update={"name": "champion", "traffic": 100, "shadow": False})
+    champ = canary.model_copy(update={"name": VariantRole.CHAMPION, "traffic": 100, "shadow": False})
     state: dict[str, int | str] = {
-        "step": len(strategy.steps) - 1,
-        "live_version": canary.version,
-        "status": "promoted",
-        "reason": reason,
-        "decided_on_revision": manifest.revision,
+        StateKey.STEP: len(strategy.steps) - 1,
+        StateKey.LIVE_VERSION: canary.version,
+        StateKey.STATUS: RolloutStatus.PROMOTED,
+        StateKey.REASON: reason,
+        StateKey.DECIDED_ON_REVISION: manifest.revision,
     }
     return _next(manifest, [champ], state)
 
@@ -297,8 +291,8 @@ def decide_challenger(
 ) -> Decision:
     """Promote, reject or keep a challenger (split or shadow) by its logged scores."""
     rev = manifest.revision
-    champion = next((v for v in manifest.variants if v.name == "champion" and not v.shadow), None)
-    challenger = next((v for v in manifest.variants if v.name == "challenger"), None)
+    champion = next((v for v in manifest.variants if v.name == VariantRole.CHAMPION and not v.shadow), None)
+    challenger = manifest.variant(VariantRole.CHALLENGER)
     if champion is None or challenger is None:
         return Decision("none", "no challenger deployed", revision=rev)
     crit = strategy.promotion_criteria
@@ -315,11 +309,11 @@ def decide_challenger(
         reason = f"rejected {who}: " + "; ".join(breaches) + f" ({ch.describe()})"
         champ = champion.model_copy(update={"traffic": 100})
         state: dict[str, int | str] = {
-            "live_version": champion.version,
+            StateKey.LIVE_VERSION: champion.version,
             REJECTED: challenger.version,
-            "status": "rejected",
-            "reason": reason,
-            "decided_on_revision": rev,
+            StateKey.STATUS: RolloutStatus.REJECTED,
+            StateKey.REASON: reason,
+            StateKey.DECIDED_ON_REVISION: rev,
         }
         if PROMOTED in manifest.state:
             state[PROMOTED] = manifest.state[PROMOTED]
@@ -351,12 +345,12 @@ def decide_challenger(
             "wait", f"{who} not promoted: " + "; ".join(problems) + f" ({detail})", None, stats, rev
         )
     reason = f"promoted {who} to champion: {detail}"
-    champ = challenger.model_copy(update={"name": "champion", "traffic": 100, "shadow": False})
+    champ = challenger.model_copy(update={"name": VariantRole.CHAMPION, "traffic": 100, "shadow": False})
     state = {
-        "live_version": challenger.version,
+        StateKey.LIVE_VERSION: challenger.version,
         PROMOTED: challenger.version,
-        "status": "promoted",
-        "reason": reason,
-        "decided_on_revision": rev,
+        StateKey.STATUS: RolloutStatus.PROMOTED,
+        StateKey.REASON: reason,
+        StateKey.DECIDED_ON_REVISION: rev,
     }
     return Decision("promote", reason, _next(manifest, [champ], state), stats, rev)

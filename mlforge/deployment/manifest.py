@@ -8,23 +8,61 @@ in the endpoint's history so a rollback is a rewrite of an older manifest.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
 
+from mlforge.deployment.state import RolloutState, RolloutStatus, StateKey, VariantRole
+from mlforge.deployment.summary import ManifestSummary, VariantSummary
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError
 from mlforge.io.storage import Storage, read_json, write_json
+
+
+def _aware(t: datetime) -> datetime:
+    # Every writer used datetime.now(UTC); a stored time without an offset is UTC.
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _iso(t: datetime) -> str:
+    # datetime.isoformat ("...+00:00"), as manifests were always stored; pydantic would write "Z".
+    return t.isoformat()
+
+
+Timestamp = Annotated[
+    datetime, AfterValidator(_aware), PlainSerializer(_iso, return_type=str, when_used="json")
+]
+"""A timezone-aware time, read from any ISO string, stored in ``datetime.isoformat`` form."""
+
+
+def utc_now() -> datetime:
+    """The creation time of a new revision."""
+    return datetime.now(UTC)
 
 
 class Variant(BaseModel):
     """One model version behind an endpoint."""
 
-    name: str = Field(description="Variant label in responses: champion, challenger, canary, blue, green.")
+    # Left to right: a known role becomes the enum; any other label (hand-made manifests, e.g. a
+    # shadow named "shadow") stays the string it was, so every stored manifest still reads.
+    name: VariantRole | str = Field(
+        union_mode="left_to_right",
+        description="Variant role (champion, challenger, stable, canary, blue, green): its label in "
+        "responses and the prediction log.",
+    )
     model_name: str
     version: int
     booster_uri: str
     traffic: int = Field(ge=0, le=100, description="Percent of requests it answers.")
     shadow: bool = Field(False, description="Scores every request, answers none.")
+
+    @property
+    def role(self) -> VariantRole | None:
+        """The variant's role, None for a label outside :class:`VariantRole`."""
+        return self.name if isinstance(self.name, VariantRole) else None
+
+    def summary(self) -> VariantSummary:
+        """The variant as the CLI, the monitor report, asset metadata and the admin API show it."""
+        return VariantSummary(self.name, self.model_name, self.version, self.traffic, self.shadow)
 
 
 class Manifest(BaseModel):
@@ -39,13 +77,36 @@ class Manifest(BaseModel):
     views: list[str]
     variants: list[Variant]
     revision: int = 1
-    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: Timestamp = Field(default_factory=utc_now)
     partition: str | None = None
     state: dict[str, int | str] = Field(default_factory=dict)
 
     def answering(self) -> list[Variant]:
         """Variants that answer requests (traffic > 0, not shadows)."""
         return [v for v in self.variants if v.traffic > 0 and not v.shadow]
+
+    def variant(self, role: VariantRole, *, answering: bool = False) -> Variant | None:
+        """The first variant in `role` (only among the answering ones with `answering`)."""
+        return next((v for v in (self.answering() if answering else self.variants) if v.name == role), None)
+
+    def rollout_state(self) -> RolloutState:
+        """The strategy state, typed (the stored dict stays as it is)."""
+        return RolloutState.model_validate(self.state)
+
+    def summary(self) -> ManifestSummary:
+        """The revision as the CLI, the monitor report, asset metadata and the admin API show it."""
+        rs = self.rollout_state()
+        return ManifestSummary(
+            endpoint=self.endpoint,
+            model=self.model,
+            revision=self.revision,
+            strategy=self.strategy,
+            created_at=self.created_at,
+            variants=tuple(v.summary() for v in self.variants),
+            status=rs.status,
+            reason=rs.reason,
+            state=dict(self.state),
+        )
 
 
 def manifest_key(endpoint: str) -> str:
@@ -99,7 +160,7 @@ def rollback(storage: Storage, endpoint: str) -> Manifest:
     if current is None or current.revision < 2:
         raise ModelNotFoundError(f"endpoint {endpoint} has no earlier revision to roll back to")
     old = Manifest.model_validate(read_json(storage, history_key(endpoint, current.revision - 1)))
-    return write_manifest(storage, old.model_copy(update={"created_at": datetime.now(UTC).isoformat()}))
+    return write_manifest(storage, old.model_copy(update={"created_at": utc_now()}))
 
 
 def history(storage: Storage, endpoint: str) -> list[Manifest]:
@@ -117,7 +178,8 @@ def set_traffic(manifest: Manifest, traffic: dict[str, int]) -> Manifest:
     Every named variant must exist and not be a shadow; variants not named keep their share; the
     shares of the non-shadow variants must add up to 100. Raises ValueError naming the problem.
     """
-    names = {v.name: v for v in manifest.variants}
+    # plain-string keys: the names are echoed in error messages, where an enum's repr would show
+    names = {str(v.name): v for v in manifest.variants}
     unknown = sorted(set(traffic) - set(names))
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown} of {manifest.endpoint}; it has {sorted(names)}")
@@ -130,7 +192,7 @@ def set_traffic(manifest: Manifest, traffic: dict[str, int]) -> Manifest:
     variants = [v.model_copy(update={"traffic": traffic.get(v.name, v.traffic)}) for v in manifest.variants]
     total = sum(v.traffic for v in variants if not v.shadow)
     if total != 100:
-        shares = {v.name: v.traffic for v in variants if not v.shadow}
+        shares = {str(v.name): v.traffic for v in variants if not v.shadow}
         raise ValueError(f"traffic of the answering variants must add up to 100, got {total} ({shares})")
     return manifest.model_copy(update={"variants": variants})
 
@@ -147,9 +209,9 @@ def apply_traffic(storage: Storage, endpoint: str, traffic: dict[str, int], sour
         raise ModelNotFoundError(f"endpoint {endpoint} has no deployment manifest yet")
     changed = set_traffic(current, traffic)
     reason = f"traffic set {source}: " + ", ".join(f"{v.name}={v.traffic}%" for v in changed.variants)
-    state = {**changed.state, "status": "manual_traffic", "reason": reason}
+    state = {**changed.state, StateKey.STATUS: RolloutStatus.MANUAL_TRAFFIC, StateKey.REASON: reason}
     return write_manifest(
         storage,
-        changed.model_copy(update={"state": state, "created_at": datetime.now(UTC).isoformat()}),
+        changed.model_copy(update={"state": state, "created_at": utc_now()}),
         expected_revision=current.revision,
     )

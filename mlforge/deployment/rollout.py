@@ -6,6 +6,7 @@ from datetime import date
 
 from mlforge.config.spec import DeploymentSpec, ProjectSpec
 from mlforge.deployment.manifest import Manifest, Variant, read_manifest, write_manifest
+from mlforge.deployment.state import VariantRole
 from mlforge.deployment.variants import plan_variants
 from mlforge.errors import ModelNotFoundError
 from mlforge.features.refs import service_features
@@ -17,7 +18,11 @@ from mlforge.models.tracking import ModelVersionInfo, Tracker
 
 def _variant(mv: ModelVersionInfo) -> Variant:
     return Variant(
-        name="champion", model_name=mv.name, version=mv.version, booster_uri=mv.booster_uri, traffic=100
+        name=VariantRole.CHAMPION,
+        model_name=mv.name,
+        version=mv.version,
+        booster_uri=mv.booster_uri,
+        traffic=100,
     )
 
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from mlforge.config.spec import StrategySpec
 from mlforge.deployment.manifest import Manifest, Variant
+from mlforge.deployment.state import StateKey, VariantRole
 
 # Strategy-state keys a later plan keeps: what live metrics decided beyond the registry's aliases.
-REJECTED = "rejected_version"  # rolled back / rejected by live metrics: never re-planned
-
-
-PROMOTED = "promoted_version"  # challenger promoted by live metrics
-
-
-def _state_int(previous: Manifest | None, key: str) -> int | None:
-    value = previous.state.get(key) if previous else None
-    return value if isinstance(value, int) else None
+REJECTED = StateKey.REJECTED_VERSION  # rolled back / rejected by live metrics: never re-planned
+PROMOTED = StateKey.PROMOTED_VERSION  # challenger promoted by live metrics
 
 
 def plan_variants(
@@ -46,12 +40,14 @@ def plan_variants(
 def _plan(
     strategy: StrategySpec, champion: Variant, challenger: Variant | None, previous: Manifest | None
 ) -> tuple[list[Variant], dict[str, int | str]]:
-    champ = champion.model_copy(update={"traffic": 100, "name": "champion", "shadow": False})
+    champ = champion.model_copy(update={"traffic": 100, "name": VariantRole.CHAMPION, "shadow": False})
     if strategy.kind == "canary":
         answering = previous.answering() if previous else []
-        stable = next((v for v in answering if v.name == "stable"), answering[0] if answering else None)
-        canary = next((v for v in answering if v.name == "canary"), None)
-        rejected = _state_int(previous, REJECTED)
+        stable = next(
+            (v for v in answering if v.name == VariantRole.STABLE), answering[0] if answering else None
+        )
+        canary = next((v for v in answering if v.name == VariantRole.CANARY), None)
+        rejected = previous.rollout_state().rejected_version if previous else None
         if previous is not None and stable is not None and rejected == champion.version:
             # the canary of this version was rolled back: keep serving what serves now
             return [v.model_copy() for v in previous.variants], dict(previous.state)
@@ -64,52 +60,66 @@ def _plan(
         ):  # this candidate's rollout is in flight: the sensor owns its step
             step = strategy.steps.index(canary.traffic) if canary.traffic in strategy.steps else 0
             return [v.model_copy() for v in previous.variants], {
-                "step": step,
-                "live_version": stable.version,
-                "candidate_version": champion.version,
+                StateKey.STEP: step,
+                StateKey.LIVE_VERSION: stable.version,
+                StateKey.CANDIDATE_VERSION: champion.version,
                 **previous.state,
             }
+        done: dict[str, int | str] = {
+            StateKey.STEP: len(strategy.steps) - 1,
+            StateKey.LIVE_VERSION: champion.version,
+        }
         if stable is None or stable.version == champion.version:
-            return [champ], {"step": len(strategy.steps) - 1, "live_version": champion.version}
+            return [champ], dict(done)
         first = strategy.steps[0]
         if first >= 100:
-            return [champ], {"step": len(strategy.steps) - 1, "live_version": champion.version}
+            return [champ], dict(done)
         return (
             [
-                stable.model_copy(update={"name": "stable", "traffic": 100 - first, "shadow": False}),
-                champion.model_copy(update={"name": "canary", "traffic": first, "shadow": False}),
+                stable.model_copy(
+                    update={"name": VariantRole.STABLE, "traffic": 100 - first, "shadow": False}
+                ),
+                champion.model_copy(update={"name": VariantRole.CANARY, "traffic": first, "shadow": False}),
             ],
-            {"step": 0, "live_version": stable.version, "candidate_version": champion.version},
+            {
+                StateKey.STEP: 0,
+                StateKey.LIVE_VERSION: stable.version,
+                StateKey.CANDIDATE_VERSION: champion.version,
+            },
         )
     carry: dict[str, int | str] = {}
     if strategy.kind == "champion_challenger" and previous is not None:
-        promoted = _state_int(previous, PROMOTED)
+        promoted = previous.rollout_state().promoted_version
         if promoted is not None and promoted > champion.version:
             served = next((v for v in previous.answering() if v.version == promoted), None)
             if served is not None:  # live metrics promoted it past the registry's champion
                 champion = served
-                champ = champion.model_copy(update={"traffic": 100, "name": "champion", "shadow": False})
+                champ = champion.model_copy(
+                    update={"traffic": 100, "name": VariantRole.CHAMPION, "shadow": False}
+                )
                 carry[PROMOTED] = promoted
-        rejected = _state_int(previous, REJECTED)
+        rejected = previous.rollout_state().rejected_version
         if challenger is not None and challenger.version in (rejected, champion.version):
             if challenger.version == rejected:
                 carry[REJECTED] = rejected
             challenger = None
     if strategy.kind == "blue_green" or challenger is None:
-        return [champ], {"live_version": champion.version, **carry}
+        return [champ], {StateKey.LIVE_VERSION: champion.version, **carry}
     if strategy.mode == "shadow":
         return (
             [
                 champ,
-                challenger.model_copy(update={"name": "challenger", "traffic": 0, "shadow": True}),
+                challenger.model_copy(update={"name": VariantRole.CHALLENGER, "traffic": 0, "shadow": True}),
             ],
-            {"mode": "shadow", **carry},
+            {StateKey.MODE: "shadow", **carry},
         )
     share = strategy.challenger_traffic
     return (
         [
-            champion.model_copy(update={"name": "champion", "traffic": 100 - share, "shadow": False}),
-            challenger.model_copy(update={"name": "challenger", "traffic": share, "shadow": False}),
+            champion.model_copy(
+                update={"name": VariantRole.CHAMPION, "traffic": 100 - share, "shadow": False}
+            ),
+            challenger.model_copy(update={"name": VariantRole.CHALLENGER, "traffic": share, "shadow": False}),
         ],
-        {"mode": "split", **carry},
+        {StateKey.MODE: "split", **carry},
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from mlforge.config.spec import ProjectSpec
 from mlforge.deployment.manifest import read_manifest
+from mlforge.deployment.summary import ManifestSummary
 from mlforge.errors import DataError, ModelNotFoundError
 from mlforge.io.storage import Storage, read_json
 from mlforge.monitoring.drift import drift_key
@@ -44,7 +45,7 @@ class MonitorReport:
 
     endpoint: str
     model: str
-    manifest: dict[str, Any] | None
+    manifest: ManifestSummary | None  # None: not deployed yet
     days: list[DayRow] = field(default_factory=list)
     latest_drift_report: str | None = None  # storage key of the newest drift report HTML
     latest_drift_day: str | None = None
@@ -68,19 +69,7 @@ def monitor_report(storage: Storage, spec: ProjectSpec, endpoint: str, days: int
     """The endpoint's manifest and, for the last `days` days that have any summary, drift and performance."""
     model = spec.deployment(endpoint).model
     manifest = read_manifest(storage, endpoint)
-    man: dict[str, Any] | None = None
-    if manifest is not None:
-        man = {
-            "revision": manifest.revision,
-            "strategy": manifest.strategy,
-            "created_at": manifest.created_at,
-            "status": manifest.state.get("status"),
-            "reason": manifest.state.get("reason"),
-            "variants": [
-                {"name": v.name, "version": v.version, "traffic": v.traffic, "shadow": v.shadow}
-                for v in manifest.variants
-            ],
-        }
+    man = manifest.summary() if manifest is not None else None
     drift = _summary_days(storage, f"monitoring/{model}/drift/")
     perf = _summary_days(storage, f"monitoring/{model}/performance/")
     wanted = sorted(set(drift) | set(perf))[-days:] if days > 0 else []
@@ -136,15 +125,13 @@ def format_report(report: MonitorReport) -> str:
     if m is None:
         lines.append(f"{report.endpoint}: model {report.model}, not deployed yet")
     else:
-        head = f"{report.endpoint}: model {report.model}, revision {m['revision']}, {m['strategy']}"
-        if m.get("status"):
-            head += f", status {m['status']}"
+        head = f"{report.endpoint}: model {report.model}, revision {m.revision}, {m.strategy}"
+        if m.status:
+            head += f", status {m.status}"
         lines.append(head)
-        for v in m["variants"]:
-            shadow = "  (shadow)" if v["shadow"] else ""
-            lines.append(f"  {v['name']:<10} v{v['version']:<4} traffic {v['traffic']:>3}%{shadow}")
-        if m.get("reason"):
-            lines.append(f"  reason: {m['reason']}")
+        lines += [f"  {v.line()}" for v in m.variants]
+        if m.reason:
+            lines.append(f"  reason: {m.reason}")
     if not report.days:
         lines.append(f"\nno monitoring summaries for {report.model} yet")
         return "\n".join(lines)
