@@ -8,8 +8,8 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DeploymentSpec
-from mlforge.deployment.manifest import manifest_key
 from mlforge.deployment.rollout import deploy_endpoint
+from mlforge.io import layout
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.stage import Stage, StageResult, stage_asset
@@ -31,7 +31,7 @@ def deployment_asset(project: Project, dep: DeploymentSpec) -> dg.AssetsDefiniti
                         for v in manifest.variants
                     ]
                 ),
-                "manifest": stage.storage.uri(manifest_key(dep.endpoint)),
+                "manifest": stage.storage.uri(layout.manifest(dep.endpoint)),
             },
             data_version=f"rev{manifest.revision}",
         )
