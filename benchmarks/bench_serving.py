@@ -65,6 +65,7 @@ from mlforge.deployment.manifest import read_manifest, write_manifest  # noqa: E
 from mlforge.features.offline import read_snapshot  # noqa: E402
 from mlforge.features.online import open_online_store  # noqa: E402
 from mlforge.features.snapshots import feature_names  # noqa: E402
+from mlforge.io import layout  # noqa: E402
 from mlforge.io.storage import LocalStorage  # noqa: E402
 from mlforge.monitoring.prediction_log import read_prediction_log  # noqa: E402
 from servers import free_port, start_redis  # noqa: E402
@@ -436,7 +437,7 @@ def main() -> None:
 
         storage_root = work / "storage"
         bench_storage = LocalStorage(storage_root)
-        for key in project.storage.list(f"deployments/{ENDPOINT}/"):
+        for key in project.storage.list(layout.deployment_prefix(ENDPOINT)):
             bench_storage.write_bytes(key, project.storage.read_bytes(key))
         base_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("MLFORGE_", "DAGSTER_", "MLFLOW_"))
@@ -546,7 +547,7 @@ def main() -> None:
         # the prediction log of every MLForge request (workers flushed on SIGTERM)
         today = datetime.now(UTC)
         logged = read_prediction_log(bench_storage, ENDPOINT, today).height
-        files = len(bench_storage.list(f"logs/predictions/endpoint={ENDPOINT}/"))
+        files = len(bench_storage.list(layout.prediction_log_prefix(ENDPOINT)))
         results["log"] = {"rows": logged, "files": files, "successful_requests": served_requests}
         print(
             f"  prediction log: {logged:,} rows in {files} files for {served_requests:,} successful requests"

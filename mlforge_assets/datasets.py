@@ -17,6 +17,7 @@ from mlforge.config.project import Project
 from mlforge.config.spec import DatasetSpec
 from mlforge.data import checks as core_checks
 from mlforge.data.raw import StoredPartition, store_days
+from mlforge.io import layout
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.stage import Stage, StageResult, check, stage_asset
@@ -44,7 +45,7 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
                 "content_sha256": stored[-1].sha256,
                 **dvc_meta,
                 "preview": md_table(window.head(5).to_dicts()),
-                "storage": stage.storage.uri(f"raw/{ds.name}/"),
+                "storage": stage.storage.uri(layout.raw_prefix(ds.name)),
             },
             checks=[core_checks.not_null(window, ds), core_checks.value_ranges(window, ds)],
             data_version=data_version,

@@ -8,8 +8,8 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DeploymentSpec
-from mlforge.deployment.manifest import manifest_key
 from mlforge.deployment.rollout import deploy_endpoint
+from mlforge.io import layout
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.stage import Stage, StageResult, stage_asset
@@ -28,7 +28,7 @@ def deployment_asset(project: Project, dep: DeploymentSpec) -> dg.AssetsDefiniti
                 "strategy": summary.strategy,
                 "served": summary.served(),
                 "variants": md_table([dict(v.to_dict(model=True)) for v in summary.variants]),
-                "manifest": stage.storage.uri(manifest_key(dep.endpoint)),
+                "manifest": stage.storage.uri(layout.manifest(dep.endpoint)),
             },
             data_version=f"rev{manifest.revision}",
         )

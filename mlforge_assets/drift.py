@@ -20,12 +20,12 @@ from mlforge.data.checks import CheckOutcome
 from mlforge.errors import DataError
 from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
+from mlforge.io import layout
 from mlforge.io.storage import read_parquet, write_json
 from mlforge.models.predictions import predict_frame
 from mlforge.models.registration import champion_or_fail
 from mlforge.models.tracking import ModelVersionInfo
-from mlforge.models.training import model_dir
-from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_key, drift_report
+from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_report
 from mlforge.monitoring.prediction_log import answering_rows, ok_scored_rows, read_prediction_log
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
@@ -63,13 +63,11 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         cutoff = champion.tags.get("mlforge.cutoff")
         if not cutoff:
             raise DataError(f"champion v{champion.version} of {model.name} has no mlforge.cutoff tag")
-        return read_parquet(
-            stage.storage, f"{model_dir(model.name, date.fromisoformat(cutoff))}/reference.parquet"
-        )
+        return read_parquet(stage.storage, layout.model_reference(model.name, date.fromisoformat(cutoff)))
 
-    def write_report(stage: Stage, d: date, prefix: str, res: DriftResult) -> None:
-        stage.storage.write_bytes(drift_key(model.name, d, f"{prefix}.html"), res.html)
-        stage.storage.write_bytes(drift_key(model.name, d, f"{prefix}.json"), res.json)
+    def write_report(stage: Stage, d: date, res: DriftResult, *, served: bool) -> None:
+        stage.storage.write_bytes(layout.drift_report(model.name, d, "html", served=served), res.html)
+        stage.storage.write_bytes(layout.drift_report(model.name, d, "json", served=served), res.json)
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         champion = champion_or_fail(stage.tracker, model.name, f"monitoring/{model.name}/drift")
@@ -81,7 +79,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         for d in days:
             current = service_frame(stage.storage, spec, model.feature_service, d)
             res = drift_report(reference, current, features, mon.method, mon.threshold)
-            write_report(stage, d, "report", res)
+            write_report(stage, d, res, served=False)
             served = served_inputs(stage, endpoints, d, features) if endpoints else pl.DataFrame()
             log_res = None
             if served.height >= MIN_DRIFT_LOG_ROWS:
@@ -91,7 +89,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                     scored_reference = reference.with_columns(pl.Series(SCORE, scores))
                 cols = [c for c in [*features, SCORE] if c in served.columns]
                 log_res = drift_report(scored_reference, served, cols, mon.method, mon.threshold)
-                write_report(stage, d, "log_report", log_res)
+                write_report(stage, d, log_res, served=True)
             summary = {
                 "drift_share": res.drift_share,
                 "dataset_drift": res.dataset_drift,
@@ -104,9 +102,9 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                 "log_rows": served.height,
                 "log_drift_share": log_res.drift_share if log_res else None,
                 "score_drift": log_res.column_drifted.get(SCORE) if log_res else None,
-                "report_html": stage.storage.uri(drift_key(model.name, d, "report.html")),
+                "report_html": stage.storage.uri(layout.drift_report(model.name, d, "html")),
             }
-            write_json(stage.storage, drift_key(model.name, d, "summary.json"), summary)
+            write_json(stage.storage, layout.drift_summary(model.name, d), summary)
         assert res is not None
         last = days[-1]
         share = max(res.drift_share, log_res.drift_share if log_res else 0.0)
@@ -119,7 +117,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             "rows": summary["rows"],
             "top_columns": md_table(res.top_columns()),
             "report_html": dg.MetadataValue.path(
-                stage.storage.uri(drift_key(model.name, last, "report.html"))
+                stage.storage.uri(layout.drift_report(model.name, last, "html"))
             ),
             "log_rows": summary["log_rows"],
         }
@@ -129,7 +127,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                 "score_drift": bool(log_res.column_drifted.get(SCORE, False)),
                 "log_top_columns": md_table(log_res.top_columns()),
                 "log_report_html": dg.MetadataValue.path(
-                    stage.storage.uri(drift_key(model.name, last, "log_report.html"))
+                    stage.storage.uri(layout.drift_report(model.name, last, "html", served=True))
                 ),
             }
         passed = share < alert_at

@@ -10,9 +10,10 @@ from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
 from mlforge.data.raw import day_column, load_days, missing_days
 from mlforge.errors import MissingPartitionsError, MLForgeError
-from mlforge.features.labels import LABEL, churn_labels, label_key, label_meta_key
+from mlforge.features.labels import LABEL, churn_labels
 from mlforge.features.offline import missing_snapshots, read_snapshot
 from mlforge.features.refs import service_features
+from mlforge.io import layout
 from mlforge.io.storage import write_json, write_parquet
 from mlforge.io.timeline import days_between, label_window
 from mlforge_assets.conditions import when_matured
@@ -51,9 +52,9 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         for d in days:
             entities = read_snapshot(stage.storage, view.name, d)[join_key]
             labels = churn_labels(model, entities, events, join_key, "__day", d)
-            digest = write_parquet(stage.storage, label_key(model.name, d), labels)
+            digest = write_parquet(stage.storage, layout.label_data(model.name, d), labels)
             write_json(
-                stage.storage, label_meta_key(model.name, d), {"rows": labels.height, "sha256": digest}
+                stage.storage, layout.label_meta(model.name, d), {"rows": labels.height, "sha256": digest}
             )
             total += labels.height
             positives += int(labels[LABEL].sum())

@@ -10,12 +10,11 @@ import polars as pl
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
 from mlforge.errors import MissingPartitionsError
-from mlforge.features.labels import label_key, label_meta_key
 from mlforge.features.refs import service_features
+from mlforge.io import layout
 from mlforge.io.storage import read_parquet, write_json
 from mlforge.io.timeline import key
 from mlforge.models.metrics import metric as metric_info
-from mlforge.models.predictions import predictions_key
 from mlforge.models.registration import champion_or_fail
 from mlforge.monitoring.performance import (
     DEFAULT_THRESHOLD,
@@ -24,7 +23,6 @@ from mlforge.monitoring.performance import (
     DayPerformance,
     check_name,
     evaluate_day,
-    summary_key,
     threshold_checks,
 )
 from mlforge.monitoring.prediction_log import empty_frame, read_prediction_log
@@ -67,13 +65,13 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         for d in days:
             labels = None
             predictions = None
-            if stage.storage.exists(label_meta_key(model.name, d)):
-                labels = read_parquet(stage.storage, label_key(model.name, d))
-                if not stage.storage.exists(predictions_key(model.name, d)):
+            if stage.storage.exists(layout.label_meta(model.name, d)):
+                labels = read_parquet(stage.storage, layout.label_data(model.name, d))
+                if not stage.storage.exists(layout.predictions(model.name, d)):
                     raise MissingPartitionsError(
                         stage_name, f"predictions/{model.name}", [key(d)], "Materialize them first."
                     )
-                predictions = read_parquet(stage.storage, predictions_key(model.name, d))
+                predictions = read_parquet(stage.storage, layout.predictions(model.name, d))
             logs = [f for ep in endpoints if (f := read_prediction_log(stage.storage, ep, d)).height]
             log = pl.concat(logs, how="diagonal_relaxed") if logs else empty_frame()
             perf = evaluate_day(
@@ -86,7 +84,7 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
                 champion_version=champion.version,
                 endpoints=endpoints,
             )
-            write_json(stage.storage, summary_key(model.name, d), perf.to_json())
+            write_json(stage.storage, layout.performance_summary(model.name, d), perf.to_json())
             results.append(perf)
         last = results[-1]
         s = last.to_json()
@@ -108,7 +106,9 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
                 "threshold": DEFAULT_THRESHOLD,
                 "days_evaluated": len(results),
                 "quality": md_table(table),
-                "summary": dg.MetadataValue.path(stage.storage.uri(summary_key(model.name, last.day))),
+                "summary": dg.MetadataValue.path(
+                    stage.storage.uri(layout.performance_summary(model.name, last.day))
+                ),
             },
             checks=threshold_checks(last, thresholds),
         )

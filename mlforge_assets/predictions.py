@@ -10,8 +10,9 @@ from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
 from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
+from mlforge.io import layout
 from mlforge.io.storage import write_parquet
-from mlforge.models.predictions import predictions_key, score_frame
+from mlforge.models.predictions import score_frame
 from mlforge.models.registration import champion_or_fail
 from mlforge_assets.conditions import after_upstream
 from mlforge_assets.metadata import md_table
@@ -35,7 +36,7 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         for d in days:
             frame = service_frame(stage.storage, spec, model.feature_service, d)
             last = score_frame(booster, frame, features, join_key, champion.version)
-            write_parquet(stage.storage, predictions_key(model.name, d), last)
+            write_parquet(stage.storage, layout.predictions(model.name, d), last)
             total += last.height
         assert last is not None
         return StageResult(

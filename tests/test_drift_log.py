@@ -14,8 +14,9 @@ from projects import copy_state
 from mlforge.config.project import Project
 from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
+from mlforge.io import layout
 from mlforge.io.storage import read_json
-from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, drift_key
+from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS
 from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger
 from mlforge_assets.runner import Runner
 
@@ -87,8 +88,8 @@ def test_served_inputs_and_scores_are_tested_for_drift(state: Path, repo_root: P
     # the features the batch snapshot sees did not change; what serving answered did
     assert shifted["drift_share"] < 0.5 <= shifted["log_drift_share"], shifted
     assert shifted["score_drift"] is True
-    summary = read_json(project.storage, drift_key("churn", SHIFTED, "summary.json"))
+    summary = read_json(project.storage, layout.drift_summary("churn", SHIFTED))
     assert summary["log_rows"] == ROWS and summary["log_drift_share"] == shifted["log_drift_share"]
-    html = project.storage.read_bytes(drift_key("churn", SHIFTED, "log_report.html"))
+    html = project.storage.read_bytes(layout.drift_report("churn", SHIFTED, "html", served=True))
     assert html.lstrip().startswith(b"<") and b"score" in html
     assert str(shifted["log_report_html"]).endswith("date=1998-06-30/log_report.html")

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, write_json
-from mlforge.monitoring.performance import evaluate_day, summary_key
+from mlforge.monitoring.performance import evaluate_day
 from mlforge.monitoring.prediction_log import PredictionBatch, batches_to_frame
 
 
@@ -64,7 +65,9 @@ def state(materialized, tmp_path_factory: pytest.TempPathFactory) -> Path:  # ty
         entity_key="customer_id",
         champion_version=1,
     )
-    write_json(LocalStorage(dst / "storage"), summary_key("churn", date(1998, 6, 30)), perf.to_json())
+    write_json(
+        LocalStorage(dst / "storage"), layout.performance_summary("churn", date(1998, 6, 30)), perf.to_json()
+    )
     return dst
 
 

@@ -17,9 +17,9 @@ from projects import copy_state
 from mlforge.config.project import Project
 from mlforge.config.spec import parse_spec
 from mlforge.errors import SpecError
-from mlforge.features.labels import LABEL, label_key
+from mlforge.features.labels import LABEL
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet
-from mlforge.models.predictions import predictions_key
 from mlforge.monitoring.performance import (
     MIN_LOG_ROWS,
     STATUS_NOT_MATURED,
@@ -27,7 +27,6 @@ from mlforge.monitoring.performance import (
     expected_calibration_error,
     operations,
     quality,
-    summary_key,
     threshold_checks,
 )
 from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger, batches_to_frame, empty_frame
@@ -231,13 +230,13 @@ def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Pa
     assert 0.6 <= meta["auc"] <= 0.9  # type: ignore[operator]
     assert meta["rows"] == res.metadata["churn/predictions/churn"]["dagster/row_count"]
     assert meta["champion_version"] == 1 and meta["latency_p99_ms"] is None
-    labels = read_parquet(storage, label_key("churn", MATURED))
-    preds = read_parquet(storage, predictions_key("churn", MATURED))
+    labels = read_parquet(storage, layout.label_data("churn", MATURED))
+    preds = read_parquet(storage, layout.predictions("churn", MATURED))
     joined = preds.join(labels, on="customer_id")
     expected = quality(joined[LABEL].to_numpy(), joined["score"].to_numpy())
     assert meta["auc"] == pytest.approx(expected.auc) and meta["f1"] == pytest.approx(expected.f1)
     assert meta["ece"] == pytest.approx(expected.ece) and meta["brier"] == pytest.approx(expected.brier)
-    summary = read_json(storage, summary_key("churn", MATURED))
+    summary = read_json(storage, layout.performance_summary("churn", MATURED))
     assert summary["status"] == "ok" and summary["auc"] == pytest.approx(meta["auc"])
 
     # served that day: 300 scored customers in 30 requests (the batch scores), 10 unknown ids, 5 errors
@@ -289,7 +288,7 @@ def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Pa
     per_request = [4.0 + r for r in range(30)] + [2.0, 30.0]
     assert meta["latency_p50_ms"] == pytest.approx(np.percentile(per_request, 50))
     assert meta["latency_p99_ms"] == pytest.approx(np.percentile(per_request, 99))
-    summary = read_json(storage, summary_key("churn", MATURED))
+    summary = read_json(storage, layout.performance_summary("churn", MATURED))
     assert summary["batch"]["auc"] == pytest.approx(expected.auc) and summary["log"]["rows"] == 300
     # the checks ran on the served quality and latency (within the spec's thresholds)
     instance = runner.instance
@@ -306,7 +305,7 @@ def test_asset_on_a_day_whose_labels_have_not_matured(perf_state: Path, repo_roo
     meta = runner.materialize([_perf_key(runner)], LATE).metadata["churn/monitoring/churn/performance"]
     assert meta["status"] == "labels not matured" and meta["matures_on"] == "1998-09-28"
     assert meta["auc"] is None and meta["f1"] is None and meta["rows"] is None
-    summary = read_json(runner.project.storage, summary_key("churn", LATE))
+    summary = read_json(runner.project.storage, layout.performance_summary("churn", LATE))
     assert summary["status"] == "labels not matured" and summary["auc"] is None
 
 

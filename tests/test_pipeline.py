@@ -13,8 +13,8 @@ from mlforge.config.project import Project
 from mlforge.deployment.manifest import read_manifest
 from mlforge.errors import MLForgeError
 from mlforge.features.offline import read_snapshot
+from mlforge.io import layout
 from mlforge.io.storage import read_json, read_parquet
-from mlforge.models.predictions import predictions_key
 from mlforge_assets.factory import build_definitions
 from mlforge_assets.runner import Runner
 
@@ -96,7 +96,7 @@ def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-
     assert len(html) > 100_000 and b"<html" in html[:2000].lower()
     summary = json.loads(storage.read_bytes("monitoring/churn/drift/date=1998-06-30/summary.json"))
     assert summary["drift_share"] == pytest.approx(drift["drift_share"])
-    preds = read_parquet(storage, predictions_key("churn", END))
+    preds = read_parquet(storage, layout.predictions("churn", END))
     assert preds.height == materialized.meta("churn/predictions/churn")["dagster/row_count"] > 8_000
     assert preds["score"].min() >= 0.0 and preds["score"].max() <= 1.0
     assert preds["customer_id"].n_unique() == preds.height

@@ -22,12 +22,12 @@ from fastapi.testclient import TestClient
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import read_manifest
 from mlforge.errors import StoreUnavailableError
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage
 from mlforge.monitoring.prediction_log import (
     BASE_COLUMNS,
     PredictionBatch,
     PredictionLogger,
-    day_prefix,
     read_prediction_log,
     read_prediction_logs,
     uuid7_time,
@@ -331,7 +331,7 @@ def test_two_workers_serve_and_flush_every_row_on_sigterm(
     frame = read_prediction_log(own.storage, ENDPOINT, datetime.now(UTC))
     assert frame.height == 2 * n, text[-3000:]
     assert frame["request_id"].n_unique() == n
-    files = own.storage.list(day_prefix(ENDPOINT, datetime.now(UTC).date()))
+    files = own.storage.list(layout.prediction_log_day_prefix(ENDPOINT, datetime.now(UTC).date()))
     assert 1 <= len(files) <= 2  # one flush per worker that answered
 
 

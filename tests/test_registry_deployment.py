@@ -14,8 +14,6 @@ from mlforge.config.spec import GateSpec, StrategySpec
 from mlforge.deployment.manifest import (
     Manifest,
     Variant,
-    history_key,
-    manifest_key,
     read_manifest,
     rollback,
     write_manifest,
@@ -23,6 +21,7 @@ from mlforge.deployment.manifest import (
 from mlforge.deployment.routing import bucket, route
 from mlforge.deployment.variants import plan_variants
 from mlforge.errors import DataError, ModelNotFoundError
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, read_json
 from mlforge.models.gate import decide
 
@@ -245,12 +244,16 @@ def test_write_manifest_increments_revisions_and_keeps_history(storage: LocalSto
     assert current is not None
     assert current.revision == 3
     assert current.variants[0].version == 3
-    assert storage.list("deployments/churn-api/history/") == [history_key("churn-api", r) for r in (1, 2, 3)]
+    assert storage.list("deployments/churn-api/history/") == [
+        layout.manifest_history("churn-api", r) for r in (1, 2, 3)
+    ]
     for r in (1, 2, 3):
-        old = Manifest.model_validate(read_json(storage, history_key("churn-api", r)))
+        old = Manifest.model_validate(read_json(storage, layout.manifest_history("churn-api", r)))
         assert old.revision == r
         assert old.variants[0].version == r
-    assert read_json(storage, manifest_key("churn-api")) == read_json(storage, history_key("churn-api", 3))
+    assert read_json(storage, layout.manifest("churn-api")) == read_json(
+        storage, layout.manifest_history("churn-api", 3)
+    )
 
 
 def test_endpoints_have_separate_revisions(storage: LocalStorage) -> None:
@@ -275,7 +278,7 @@ def test_rollback_restores_previous_variants_as_a_new_revision(storage: LocalSto
     assert summary(current.variants) == [("champion", 1, 100, False)]
     # History keeps all three revisions, including the one rolled back from.
     assert len(storage.list("deployments/churn-api/history/")) == 3
-    rev2 = Manifest.model_validate(read_json(storage, history_key("churn-api", 2)))
+    rev2 = Manifest.model_validate(read_json(storage, layout.manifest_history("churn-api", 2)))
     assert [v.version for v in rev2.variants] == [1, 2]
     assert rolled.created_at >= rev2.created_at
 
@@ -291,10 +294,10 @@ def test_rollback_without_earlier_revision_fails(storage: LocalStorage) -> None:
 
 
 def test_corrupt_manifest_is_a_data_error(storage: LocalStorage) -> None:
-    storage.write_bytes(manifest_key("churn-api"), b'{"endpoint": "churn-api"}')
+    storage.write_bytes(layout.manifest("churn-api"), b'{"endpoint": "churn-api"}')
     with pytest.raises(DataError, match="deployment manifest of churn-api is invalid"):
         read_manifest(storage, "churn-api")
-    storage.write_bytes(manifest_key("churn-api"), b"{not json")
+    storage.write_bytes(layout.manifest("churn-api"), b"{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         read_manifest(storage, "churn-api")
 

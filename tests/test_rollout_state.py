@@ -15,12 +15,12 @@ from mlforge.deployment.manifest import (
     Manifest,
     Variant,
     apply_traffic,
-    manifest_key,
     read_manifest,
     write_manifest,
 )
 from mlforge.deployment.state import RolloutState, RolloutStatus, StateKey, VariantRole
 from mlforge.deployment.summary import ManifestSummary, VariantSummary
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, read_json
 
 # --- roles -------------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def test_a_label_outside_the_roles_is_kept_as_written() -> None:
 def _stored(storage: LocalStorage, created_at: str) -> dict[str, Any]:
     """An old manifest as stored: JSON with `created_at` exactly as an earlier version wrote it."""
     data = manifest([variant(1)]).model_dump(mode="json") | {"created_at": created_at}
-    storage.write_bytes(manifest_key("churn-api"), json.dumps(data).encode())
+    storage.write_bytes(layout.manifest("churn-api"), json.dumps(data).encode())
     return data
 
 
@@ -84,7 +84,7 @@ def test_created_at_is_stored_as_isoformat_as_before(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     written = write_manifest(storage, m.model_copy(update={"created_at": now}))
     # datetime.isoformat, not pydantic's "Z": what serving and older readers parse
-    assert read_json(storage, manifest_key("churn-api"))["created_at"] == now.isoformat()
+    assert read_json(storage, layout.manifest("churn-api"))["created_at"] == now.isoformat()
     assert read_manifest(storage, "churn-api") == written
 
 
@@ -121,7 +121,7 @@ def test_enum_keys_and_values_store_as_plain_strings(tmp_path: Path) -> None:
         storage, manifest([variant(1, VariantRole.STABLE, 90), variant(2, VariantRole.CANARY, 10)])
     )
     m = apply_traffic(storage, "churn-api", {"stable": 50, "canary": 50}, "in a test")
-    stored = read_json(storage, manifest_key("churn-api"))
+    stored = read_json(storage, layout.manifest("churn-api"))
     assert stored["state"] == {
         "status": "manual_traffic",
         "reason": "traffic set in a test: stable=50%, canary=50%",

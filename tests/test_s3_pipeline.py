@@ -26,8 +26,9 @@ from mlforge.config.project import Project
 from mlforge.deployment.manifest import read_manifest
 from mlforge.errors import MLForgeError, StoreUnavailableError
 from mlforge.features.offline import service_frame
+from mlforge.io import layout
 from mlforge.io.storage import S3Storage, read_parquet
-from mlforge.models.predictions import predictions_key, score_frame
+from mlforge.models.predictions import score_frame
 from mlforge.models.tracking import load_booster
 from mlforge_assets.runner import Runner
 from servers import s3_client
@@ -151,7 +152,7 @@ def test_whole_graph_runs_on_s3(s3_env: S3Env, monkeypatch: pytest.MonkeyPatch) 
         f"deployments/{ENDPOINT}/manifest.json",
         f"monitoring/churn/drift/date={CUTOFF}/report.html",
         f"monitoring/churn/drift/date={CUTOFF}/summary.json",
-        predictions_key("churn", CUTOFF),
+        layout.predictions("churn", CUTOFF),
     ):
         assert expected in stored, expected
     artifacts = s3_env.keys_under(s3_env.artifact_prefix)
@@ -172,7 +173,7 @@ def test_whole_graph_runs_on_s3(s3_env: S3Env, monkeypatch: pytest.MonkeyPatch) 
     spec, model = project.spec, project.spec.model("churn")
     frame = service_frame(project.storage, spec, model.feature_service, CUTOFF)
     rescored = score_frame(booster, frame, manifest.feature_names, "customer_id", variant.version)
-    stored_preds = read_parquet(project.storage, predictions_key("churn", CUTOFF))
+    stored_preds = read_parquet(project.storage, layout.predictions("churn", CUTOFF))
     assert stored_preds.height == rescored.height > 1_000
     assert stored_preds.sort("customer_id").equals(rescored.sort("customer_id"))
 

@@ -454,7 +454,8 @@ def test_sensor_rolls_back_a_misbehaving_canary(materialized: Any, tmp_path: Pat
 
 def _log_frame(logger: PredictionLogger, frame: pl.DataFrame) -> None:
     """Write a hand-made frame where the serving log would put it (timestamps moved to now)."""
-    from mlforge.monitoring.prediction_log import day_prefix, uuid7
+    from mlforge.io import layout
+    from mlforge.monitoring.prediction_log import uuid7
 
     now = datetime.now(UTC)
     frame = frame.with_columns(pl.lit(now).dt.cast_time_unit("us").alias("timestamp"))
@@ -462,7 +463,7 @@ def _log_frame(logger: PredictionLogger, frame: pl.DataFrame) -> None:
 
     buf = io.BytesIO()
     frame.write_parquet(buf)
-    logger.storage.write_bytes(f"{day_prefix(ENDPOINT, now.date())}{uuid7()}.parquet", buf.getvalue())
+    logger.storage.write_bytes(layout.prediction_log_file(ENDPOINT, now.date(), str(uuid7())), buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import polars as pl
 import pytest
 
 from mlforge.config.project import Project
-from mlforge.data.raw import meta_key, partition_key
 from mlforge.data.versioning import DatasetVersions, md5_hex
 from mlforge.errors import DataError
+from mlforge.io import layout
 from mlforge.io.storage import read_json
 from mlforge.models.lineage import trace_model_data
 from mlforge_assets.runner import Runner
@@ -114,8 +114,8 @@ def test_raw_asset_records_the_dvc_version(tmp_path: Path) -> None:
     assert sorted(manifest) == [f"1997-01-0{i}" for i in range(1, 7)]
     for i in range(1, 7):
         d = date(1997, 1, i)
-        data = storage.read_bytes(partition_key("transactions", d))
-        side = read_json(storage, meta_key("transactions", d))
+        data = storage.read_bytes(layout.raw_data("transactions", d))
+        side = read_json(storage, layout.raw_meta("transactions", d))
         assert side["sha256"] == _sha(data)
         assert side["dvc_md5"] == md5_hex(data) == manifest[d.isoformat()]
         assert versions.pull("transactions", d.isoformat(), side["dvc_md5"]) == data
@@ -133,7 +133,7 @@ def test_raw_asset_without_versioning(tmp_path: Path, monkeypatch: pytest.Monkey
     with dg.instance_for_test() as instance:
         runner = Runner(project, instance)
         res = runner.materialize([runner.key("raw", "transactions")], date(1997, 1, 1))
-    side = read_json(project.storage, meta_key("transactions", date(1997, 1, 1)))
+    side = read_json(project.storage, layout.raw_meta("transactions", date(1997, 1, 1)))
     assert "dvc_md5" not in side and "dvc_md5" not in res.metadata["churn/raw/transactions"]
     assert not (tmp_path / "dvc").exists()
 
@@ -154,7 +154,7 @@ def test_trace_model_data_reaches_the_raw_bytes(materialized: Any) -> None:
     # the labels read (d, d + 90] of each training day: up to the cutoff
     assert max(days) == "1998-06-30" and days["1998-06-30"]["via"] == ["labels/churn"]
     for day, e in days.items():
-        side = read_json(storage, meta_key("transactions", date.fromisoformat(day)))
+        side = read_json(storage, layout.raw_meta("transactions", date.fromisoformat(day)))
         assert e["sha256"] == side["sha256"] and e["dvc_md5"] == side["dvc_md5"]
         assert e["rows"] == side["rows"]
     # DVC holds exactly those bytes
@@ -192,7 +192,7 @@ def test_trace_finds_old_bytes_after_a_raw_day_changed(materialized: Any) -> Non
     project = materialized.project
     storage = project.storage
     versions = DatasetVersions.for_project(project)
-    k = meta_key("transactions", date(1997, 6, 15))
+    k = layout.raw_meta("transactions", date(1997, 6, 15))
     side = read_json(storage, k)
     changed = _Overlay(storage, k, json.dumps({**side, "sha256": "f" * 64, "dvc_md5": "e" * 32}).encode())
     trace = trace_model_data(changed, project.spec, "churn", CUTOFF, versions)  # type: ignore[arg-type]
@@ -286,7 +286,7 @@ def test_cli_pull_restores_what_a_model_version_read(materialized: Any, tmp_path
     assert len(files) == 546
     for f in files[::37]:
         day = date.fromisoformat(f.parent.name.removeprefix("date="))
-        assert _sha(f.read_bytes()) == read_json(storage, meta_key("transactions", day))["sha256"]
+        assert _sha(f.read_bytes()) == read_json(storage, layout.raw_meta("transactions", day))["sha256"]
     trace = json.loads((out_dir / "trace.json").read_text())
     assert trace["transactions"]["1997-01-01"]["via"] == ["features/customer_activity"]
 

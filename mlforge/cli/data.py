@@ -14,8 +14,9 @@ data_app = App(name="data", help="Raw datasets: list, validate, register, and re
 @data_app.command(name="list")
 def data_list(spec: Spec = None, home: Home = None) -> None:
     """Datasets of the spec: days stored, rows, and the current DVC version."""
-    from mlforge.data.raw import meta_key
+    from mlforge.data.raw import stored_partition_days
     from mlforge.data.versioning import DatasetVersions
+    from mlforge.io import layout
     from mlforge.io.storage import read_json
 
     project = load_project(spec, home)
@@ -23,12 +24,8 @@ def data_list(spec: Spec = None, home: Home = None) -> None:
     dvc = {v.dataset: v for v in versions.list()}
     print(f"{'dataset':<16} {'days':>5}  {'first..last':<22} {'rows':>9}  dvc version")
     for ds in project.spec.datasets:
-        days = sorted(
-            k.split("date=", 1)[1][:10]
-            for k in project.storage.list(f"raw/{ds.name}/")
-            if k.endswith("/_meta.json")
-        )
-        rows = sum(int(read_json(project.storage, meta_key(ds.name, _day(d)))["rows"]) for d in days)
+        days = stored_partition_days(project.storage, ds.name)
+        rows = sum(int(read_json(project.storage, layout.raw_meta(ds.name, d))["rows"]) for d in days)
         span = f"{days[0]}..{days[-1]}" if days else "-"
         v = dvc.get(ds.name)
         version = f"{v.md5} ({v.files} files, {v.size:,} bytes)" if v else "not versioned"
@@ -240,7 +237,7 @@ def data_pull(
     `--model NAME --version N`: every raw partition that model version read (traced through its
     training run and the feature snapshots' lineage). `DATASET [--day D | --day A..B] [--md5 M]`:
     the versions the stored days record (or the object `--md5` for one day). Files land as
-    OUT/raw/<dataset>/date=<day>/data.parquet.
+    OUT/raw/<dataset>/date=<day>/data.parquet (the storage layout).
 
     Parameters
     ----------
@@ -283,7 +280,8 @@ def data_pull(
     if dataset is None:
         fail("name a DATASET or --model NAME --version N")
         return
-    from mlforge.data.raw import meta_key
+    from mlforge.data.raw import stored_partition_days
+    from mlforge.io import layout
     from mlforge.io.storage import read_json
     from mlforge.io.timeline import days_between
 
@@ -292,31 +290,27 @@ def data_pull(
         first, _, last = day.partition("..")
         days = days_between(_day(first), _day(last or first))
     else:
-        days = sorted(
-            _day(k.split("date=", 1)[1][:10])
-            for k in project.storage.list(f"raw/{ds.name}/")
-            if k.endswith("/_meta.json")
-        )
+        days = stored_partition_days(project.storage, ds.name)
     if md5 and len(days) != 1:
         fail("--md5 restores one object: give a single --day")
-    wanted: dict[str, tuple[str, str | None]] = {}
+    wanted: dict[date, tuple[str, str | None]] = {}
     for d in days:
         if md5:
-            wanted[d.isoformat()] = (md5, None)
+            wanted[d] = (md5, None)
             continue
-        k = meta_key(ds.name, d)
+        k = layout.raw_meta(ds.name, d)
         if not project.storage.exists(k):
             fail(f"raw/{ds.name} has no stored partition {d}")
         side = read_json(project.storage, k)
         if not side.get("dvc_md5"):
             fail(f"raw/{ds.name} {d} has no DVC version (materialized with MLFORGE_DVC=off)")
-        wanted[d.isoformat()] = (side["dvc_md5"], side["sha256"])
+        wanted[d] = (side["dvc_md5"], side["sha256"])
     objects = versions.read_objects([m for m, _ in wanted.values()])
-    for d_key, (m, sha) in wanted.items():
+    for d, (m, sha) in wanted.items():
         data = objects[m]
         if sha and hashlib.sha256(data).hexdigest() != sha:
-            fail(f"restored raw/{ds.name} {d_key} does not match its recorded sha256")
-        target = out / "raw" / ds.name / f"date={d_key}" / "data.parquet"
+            fail(f"restored raw/{ds.name} {d} does not match its recorded sha256")
+        target = out / layout.raw_data(ds.name, d)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     print(f"restored {len(wanted)} partition(s) of {ds.name} into {out}, verified")

@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from mlforge.config.spec import DatasetSpec
+from mlforge.io import layout
 from mlforge.io.storage import Storage, parquet_bytes, read_json, read_parquet, write_json
 from mlforge.io.timeline import key
 
@@ -27,16 +28,6 @@ _POLARS_TYPES: dict[str, Any] = {
     "date": pl.Date,
     "datetime": pl.Datetime("us"),
 }
-
-
-def partition_key(dataset: str, d: date) -> str:
-    """Storage key of one day of a raw dataset."""
-    return f"raw/{dataset}/date={key(d)}/data.parquet"
-
-
-def meta_key(dataset: str, d: date) -> str:
-    """Storage key of the metadata sidecar of one day."""
-    return f"raw/{dataset}/date={key(d)}/_meta.json"
 
 
 def day_column(ds: DatasetSpec) -> pl.Expr:
@@ -78,7 +69,7 @@ def store_days(
     for d in days:
         part = by_day.get(d, empty).sort(list(frame.columns))
         data = parquet_bytes(part)
-        storage.write_bytes(partition_key(ds.name, d), data)
+        storage.write_bytes(layout.raw_data(ds.name, d), data)
         written[key(d)] = (part, data, hashlib.sha256(data).hexdigest())
     md5s: dict[str, str] = {}
     try:
@@ -94,18 +85,24 @@ def store_days(
             }
             if key(d) in md5s:
                 meta["dvc_md5"] = md5s[key(d)]
-            write_json(storage, meta_key(ds.name, d), meta)
+            write_json(storage, layout.raw_meta(ds.name, d), meta)
     return [StoredPartition(d, written[key(d)][0].height, written[key(d)][2], md5s.get(key(d))) for d in days]
 
 
 def missing_days(storage: Storage, dataset: str, days: list[date]) -> list[str]:
     """Days in `days` that have no stored partition of `dataset`."""
-    return [key(d) for d in days if not storage.exists(meta_key(dataset, d))]
+    return [key(d) for d in days if not storage.exists(layout.raw_meta(dataset, d))]
+
+
+def stored_partition_days(storage: Storage, dataset: str) -> list[date]:
+    """Every day with a stored partition of `dataset` (one listing), oldest first."""
+    listing = storage.list(layout.raw_prefix(dataset))
+    return sorted(layout.stored_days(listing, lambda d: layout.raw_meta(dataset, d)))
 
 
 def load_days(storage: Storage, ds: DatasetSpec, days: list[date]) -> pl.DataFrame:
     """The stored rows of `days`, concatenated (the caller checks completeness first)."""
-    frames = [read_parquet(storage, partition_key(ds.name, d)) for d in days]
+    frames = [read_parquet(storage, layout.raw_data(ds.name, d)) for d in days]
     if not frames:
         return pl.DataFrame(schema={c: _POLARS_TYPES[s.type] for c, s in ds.columns.items()})
     return pl.concat(frames, how="vertical_relaxed")
@@ -113,4 +110,4 @@ def load_days(storage: Storage, ds: DatasetSpec, days: list[date]) -> pl.DataFra
 
 def data_versions(storage: Storage, dataset: str, days: list[date]) -> dict[str, str]:
     """{day: sha256} of stored partitions."""
-    return {key(d): read_json(storage, meta_key(dataset, d))["sha256"] for d in days}
+    return {key(d): read_json(storage, layout.raw_meta(dataset, d))["sha256"] for d in days}

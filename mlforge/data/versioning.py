@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlforge.errors import MLForgeError
+from mlforge.io import layout
 
 if TYPE_CHECKING:
     from mlforge.config.project import Project
@@ -94,7 +95,8 @@ class DatasetVersions:
         remote = os.environ.get(ENV_REMOTE)
         endpoint = os.environ.get(ENV_ENDPOINT)
         if not remote and s.storage_root.startswith("s3://"):
-            remote = s.storage_root.rstrip("/") + "/dvc"
+            # DVC's remote URL names the folder without a trailing slash
+            remote = s.storage_root.rstrip("/") + "/" + layout.dvc_remote().rstrip("/")
         if remote and remote.startswith("s3://"):
             endpoint = endpoint or s.storage_endpoint_url
         return cls(s.state_dir / "dvc", remote=remote, endpoint_url=endpoint)

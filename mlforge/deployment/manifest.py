@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, Field, PlainSerializer
 from mlforge.deployment.state import RolloutState, RolloutStatus, StateKey, VariantRole
 from mlforge.deployment.summary import ManifestSummary, VariantSummary
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, write_json
 
 
@@ -109,22 +110,13 @@ class Manifest(BaseModel):
         )
 
 
-def manifest_key(endpoint: str) -> str:
-    """Storage key of an endpoint's current manifest."""
-    return f"deployments/{endpoint}/manifest.json"
-
-
-def history_key(endpoint: str, revision: int) -> str:
-    """Storage key of one past revision."""
-    return f"deployments/{endpoint}/history/{revision:06d}.json"
-
-
 def read_manifest(storage: Storage, endpoint: str) -> Manifest | None:
     """The current manifest of `endpoint`, or None if it was never deployed."""
-    if not storage.exists(manifest_key(endpoint)):
+    key = layout.manifest(endpoint)
+    if not storage.exists(key):
         return None
     try:
-        return Manifest.model_validate(read_json(storage, manifest_key(endpoint)))
+        return Manifest.model_validate(read_json(storage, key))
     except DataError:
         raise
     except Exception as exc:
@@ -149,8 +141,8 @@ def write_manifest(storage: Storage, manifest: Manifest, expected_revision: int 
         )
     m = manifest.model_copy(update={"revision": (previous.revision + 1) if previous else 1})
     data = m.model_dump(mode="json")
-    write_json(storage, history_key(m.endpoint, m.revision), data)
-    write_json(storage, manifest_key(m.endpoint), data)
+    write_json(storage, layout.manifest_history(m.endpoint, m.revision), data)
+    write_json(storage, layout.manifest(m.endpoint), data)
     return m
 
 
@@ -159,16 +151,14 @@ def rollback(storage: Storage, endpoint: str) -> Manifest:
     current = read_manifest(storage, endpoint)
     if current is None or current.revision < 2:
         raise ModelNotFoundError(f"endpoint {endpoint} has no earlier revision to roll back to")
-    old = Manifest.model_validate(read_json(storage, history_key(endpoint, current.revision - 1)))
+    old = Manifest.model_validate(read_json(storage, layout.manifest_history(endpoint, current.revision - 1)))
     return write_manifest(storage, old.model_copy(update={"created_at": utc_now()}))
 
 
 def history(storage: Storage, endpoint: str) -> list[Manifest]:
     """Every stored revision of `endpoint`, oldest first."""
-    out = []
-    for key in storage.list(f"deployments/{endpoint}/history/"):
-        if key.endswith(".json"):
-            out.append(Manifest.model_validate(read_json(storage, key)))
+    keys = layout.stored_revisions(storage.list(layout.manifest_history_prefix(endpoint)), endpoint)
+    out = [Manifest.model_validate(read_json(storage, k)) for k in keys.values()]
     return sorted(out, key=lambda m: m.revision)
 
 

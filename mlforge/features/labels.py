@@ -12,20 +12,11 @@ import polars as pl
 
 from mlforge.config.spec import ModelSpec
 from mlforge.features.snapshots import EVENT_TS
+from mlforge.io import layout
 from mlforge.io.storage import Storage
 from mlforge.io.timeline import end_of, key, label_window
 
 LABEL = "label"
-
-
-def label_key(model: str, d: date) -> str:
-    """Storage key of the labels of snapshot day `d`."""
-    return f"labels/{model}/date={key(d)}/data.parquet"
-
-
-def label_meta_key(model: str, d: date) -> str:
-    """Storage key of the sidecar of one label partition."""
-    return f"labels/{model}/date={key(d)}/_meta.json"
 
 
 def churn_labels(
@@ -52,4 +43,4 @@ def churn_labels(
 
 def missing_labels(storage: Storage, model: str, days: list[date]) -> list[str]:
     """Days with no stored labels."""
-    return [key(d) for d in days if not storage.exists(label_meta_key(model, d))]
+    return [key(d) for d in days if not storage.exists(layout.label_meta(model, d))]

@@ -15,26 +15,17 @@ from mlforge.config.spec import ProjectSpec
 from mlforge.errors import DataError, MissingPartitionsError
 from mlforge.features.refs import service_features
 from mlforge.features.snapshots import EVENT_TS
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.io.timeline import key
 
 
-def snapshot_key(view: str, d: date) -> str:
-    """Storage key of the snapshot of `view` as of day `d`."""
-    return f"features/{view}/date={key(d)}/data.parquet"
-
-
-def snapshot_meta_key(view: str, d: date) -> str:
-    """Storage key of the sidecar of one snapshot."""
-    return f"features/{view}/date={key(d)}/_meta.json"
-
-
 def write_snapshot(storage: Storage, view: str, d: date, df: pl.DataFrame, lineage: dict[str, str]) -> str:
     """Store one snapshot and its sidecar (row count, hash, the raw data versions it read)."""
-    digest = write_parquet(storage, snapshot_key(view, d), df)
+    digest = write_parquet(storage, layout.snapshot_data(view, d), df)
     write_json(
         storage,
-        snapshot_meta_key(view, d),
+        layout.snapshot_meta(view, d),
         {"rows": df.height, "sha256": digest, "lineage": lineage},
     )
     return digest
@@ -42,17 +33,23 @@ def write_snapshot(storage: Storage, view: str, d: date, df: pl.DataFrame, linea
 
 def missing_snapshots(storage: Storage, view: str, days: list[date]) -> list[str]:
     """Days with no stored snapshot of `view`."""
-    return [key(d) for d in days if not storage.exists(snapshot_meta_key(view, d))]
+    return [key(d) for d in days if not storage.exists(layout.snapshot_meta(view, d))]
+
+
+def stored_snapshot_days(storage: Storage, view: str) -> list[date]:
+    """Every day with a stored snapshot of `view` (one listing), oldest first."""
+    listing = storage.list(layout.snapshot_prefix(view))
+    return sorted(layout.stored_days(listing, lambda d: layout.snapshot_meta(view, d)))
 
 
 def read_snapshot(storage: Storage, view: str, d: date) -> pl.DataFrame:
     """One stored snapshot."""
-    return read_parquet(storage, snapshot_key(view, d))
+    return read_parquet(storage, layout.snapshot_data(view, d))
 
 
 def snapshot_versions(storage: Storage, view: str, days: list[date]) -> dict[str, str]:
     """{day: sha256} of stored snapshots."""
-    return {key(d): read_json(storage, snapshot_meta_key(view, d))["sha256"] for d in days}
+    return {key(d): read_json(storage, layout.snapshot_meta(view, d))["sha256"] for d in days}
 
 
 def read_snapshots(storage: Storage, view: str, days: list[date]) -> pl.DataFrame:

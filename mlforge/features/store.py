@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from mlforge.config.project import Project
-from mlforge.features.offline import point_in_time_join, read_snapshots
+from mlforge.features.offline import point_in_time_join, read_snapshots, stored_snapshot_days
 from mlforge.features.online import OnlineStore, open_online_store
 from mlforge.features.refs import feature_names, resolve_refs
 from mlforge.features.snapshots import EVENT_TS
@@ -89,11 +89,7 @@ class FeatureStore:
         out = []
         storage = self.project.storage
         for v in self.project.spec.feature_views:
-            days = sorted(
-                date.fromisoformat(k.split("date=")[1].split("/")[0])
-                for k in storage.list(f"features/{v.name}/")
-                if k.endswith("/_meta.json")
-            )
+            days = stored_snapshot_days(storage, v.name)
             out.append(
                 FeatureViewInfo(
                     name=v.name,
@@ -144,13 +140,7 @@ class FeatureStore:
 
     def _stored_days(self, view: str, lo: datetime, hi: datetime) -> list[date]:
         """Stored snapshot days (one listing) whose end-of-day timestamps fall in [lo, hi]."""
-        days = []
-        for k in self.project.storage.list(f"features/{view}/"):
-            if k.endswith("/_meta.json"):
-                d = date.fromisoformat(k.split("date=")[1].split("/")[0])
-                if lo <= end_of(d) <= hi:
-                    days.append(d)
-        return sorted(days)
+        return [d for d in stored_snapshot_days(self.project.storage, view) if lo <= end_of(d) <= hi]
 
     def get_online_features(self, features: str | Sequence[str], entity_ids: Sequence[str]) -> OnlineFeatures:
         """Latest values per entity from the online store: one read per view, request order kept."""

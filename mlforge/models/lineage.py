@@ -11,6 +11,7 @@ from typing import Any
 from mlforge.config.spec import ProjectSpec
 from mlforge.data.versioning import DatasetVersions, VersioningError
 from mlforge.errors import DataError
+from mlforge.io import layout
 from mlforge.io.storage import Storage
 from mlforge.io.timeline import key
 
@@ -31,15 +32,12 @@ def trace_model_data(
     When a raw day was re-materialized since, the DVC index of `versions` still finds the md5 of
     the bytes the model read; `dvc_md5` is None when no DVC version of them was recorded.
     """
-    from mlforge.data.raw import meta_key
-    from mlforge.features.labels import label_meta_key
-    from mlforge.features.offline import snapshot_meta_key
     from mlforge.features.refs import service_features
     from mlforge.io.storage import read_json
     from mlforge.io.timeline import clip, days_between, label_window, training_dates
 
     m = spec.model(model)
-    run_key = f"models/{model}/cutoff={key(cutoff)}/run.json"
+    run_key = layout.model_run(model, cutoff)
     if not storage.exists(run_key):
         raise DataError(
             f"model {model} has no training run for cutoff {key(cutoff)} ({storage.uri(run_key)})"
@@ -52,10 +50,10 @@ def trace_model_data(
     read: dict[str, str] = {}
     metas: dict[tuple[str, date], dict[str, Any]] = {}
     for d in days:
-        read[f"labels/{model}/{key(d)}"] = read_json(storage, label_meta_key(model, d))["sha256"]
+        read[f"labels/{model}/{key(d)}"] = read_json(storage, layout.label_meta(model, d))["sha256"]
     for view in views:
         for d in days:
-            meta = read_json(storage, snapshot_meta_key(view, d))
+            meta = read_json(storage, layout.snapshot_meta(view, d))
             metas[(view, d)] = meta
             read[f"features/{view}/{key(d)}"] = meta["sha256"]
     version = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
@@ -80,7 +78,7 @@ def trace_model_data(
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for (ds, day), (sha, via) in sorted(wanted.items()):
-        side = read_json(storage, meta_key(ds, date.fromisoformat(day)))
+        side = read_json(storage, layout.raw_meta(ds, date.fromisoformat(day)))
         entry: dict[str, Any] = {"sha256": sha or side["sha256"], "via": sorted(via)}
         if entry["sha256"] == side["sha256"]:
             entry["rows"] = side.get("rows")
@@ -97,7 +95,7 @@ def trace_model_data(
 def restore_model_data(
     trace: dict[str, dict[str, dict[str, Any]]], versions: DatasetVersions, out_dir: str | Path
 ) -> int:
-    """Write the exact raw bytes of a trace to `out_dir/raw/<dataset>/date=<day>/data.parquet`.
+    """Write the exact raw bytes of a trace to `out_dir` in the storage layout (`layout.raw_data`).
 
     Every file is checked against the sha256 the model recorded; returns the number of files.
     """
@@ -115,7 +113,7 @@ def restore_model_data(
             data = objects[e["dvc_md5"]]
             if hashlib.sha256(data).hexdigest() != e["sha256"]:
                 raise VersioningError(f"restored raw/{ds} {day} does not match the sha256 the model read")
-            target = out / "raw" / ds / f"date={day}" / "data.parquet"
+            target = out / layout.raw_data(ds, date.fromisoformat(day))
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             n += 1

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from mlforge.io.timeline import key
-
 if TYPE_CHECKING:
     import xgboost as xgb
-
-
-def predictions_key(model: str, d: date) -> str:
-    """Storage key of a day's batch predictions."""
-    return f"predictions/{model}/date={key(d)}/data.parquet"
 
 
 def predict_frame(booster: xgb.Booster, frame: pl.DataFrame, features: list[str]) -> np.ndarray:

@@ -9,16 +9,14 @@ from typing import Any
 from mlforge.config.spec import ModelSpec
 from mlforge.errors import ModelNotFoundError
 from mlforge.features.labels import LABEL
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet, write_json
 from mlforge.io.timeline import key
 from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide
 from mlforge.models.metrics import evaluate
 from mlforge.models.predictions import predict_frame
 from mlforge.models.tracking import ModelVersionInfo, Tracker
-from mlforge.models.training import (
-    model_dir,
-    read_trained,
-)
+from mlforge.models.training import read_trained
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ def register_cutoff(
     champion = tracker.alias(model.name, CHAMPION)
     champion_metric = None
     if champion is not None and champion.version != mv.version:
-        holdout = read_parquet(storage, f"{model_dir(model.name, cutoff)}/holdout.parquet")
+        holdout = read_parquet(storage, layout.model_holdout(model.name, cutoff))
         booster = tracker.load_booster(champion.booster_uri)
         scores = predict_frame(booster, holdout, trained.features)
         champion_metric = evaluate(scores, holdout[LABEL].to_numpy())[model.gate.metric]
@@ -71,7 +69,7 @@ def register_cutoff(
     tracker.set_version_tags(model.name, mv.version, decision.as_tags())
     after = tracker.alias(model.name, CHAMPION)
     reg = Registration(mv.version, decision, after.version if after else None)
-    write_json(storage, f"{model_dir(model.name, cutoff)}/registration.json", reg.to_json())
+    write_json(storage, layout.model_registration(model.name, cutoff), reg.to_json())
     return reg
 
 

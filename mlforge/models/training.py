@@ -18,7 +18,7 @@ import polars as pl
 
 from mlforge.config.spec import ModelSpec, ProjectSpec
 from mlforge.errors import MissingPartitionsError, MLForgeError
-from mlforge.features.labels import LABEL, label_key, label_meta_key, missing_labels
+from mlforge.features.labels import LABEL, missing_labels
 from mlforge.features.offline import (
     missing_snapshots,
     point_in_time_join,
@@ -27,6 +27,7 @@ from mlforge.features.offline import (
 )
 from mlforge.features.refs import service_features
 from mlforge.features.snapshots import EVENT_TS
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.io.timeline import clip, key, training_dates
 from mlforge.models.metrics import evaluate
@@ -79,9 +80,9 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
             raise MissingPartitionsError(stage, f"features/{view}", missing, "Materialize them first.")
 
     join_key = spec.join_key(views[0])
-    labels = pl.concat([read_parquet(storage, label_key(model.name, d)) for d in days])
+    labels = pl.concat([read_parquet(storage, layout.label_data(model.name, d)) for d in days])
     versions = {
-        f"labels/{model.name}/{key(d)}": read_json(storage, label_meta_key(model.name, d))["sha256"]
+        f"labels/{model.name}/{key(d)}": read_json(storage, layout.label_meta(model.name, d))["sha256"]
         for d in days
     }
     frame = labels
@@ -136,11 +137,6 @@ def predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
 def booster_sha256(booster: xgb.Booster) -> str:
     """Hash of the booster's serialized trees: equal hashes mean identical models."""
     return hashlib.sha256(bytes(booster.save_raw(raw_format="ubj"))).hexdigest()
-
-
-def model_dir(model: str, cutoff: date) -> str:
-    """Storage prefix of what training for `cutoff` keeps beside MLflow."""
-    return f"models/{model}/cutoff={key(cutoff)}"
 
 
 @dataclass(frozen=True)
@@ -218,8 +214,7 @@ def train_cutoff(
         feature_names=data.features,
         artifacts={"data_versions.json": lineage.encode()},
     )
-    prefix = model_dir(model.name, cutoff)
-    write_parquet(storage, f"{prefix}/holdout.parquet", data.holdout)
+    write_parquet(storage, layout.model_holdout(model.name, cutoff), data.holdout)
     # The drift reference is the newest population the model was judged on (its holdout snapshot),
     # not the older training snapshots: customers age, so a reference months older than the
     # monitored day shows "drift" on every clean day.
@@ -227,7 +222,7 @@ def train_cutoff(
     n = spec.monitoring_for(model.name).drift.reference_rows
     if reference.height > n:
         reference = reference.sample(n, seed=model.training.seed)
-    write_parquet(storage, f"{prefix}/reference.parquet", reference)
+    write_parquet(storage, layout.model_reference(model.name, cutoff), reference)
     trained = TrainedModel(
         cutoff=cutoff,
         run_id=logged.run_id,
@@ -242,13 +237,13 @@ def train_cutoff(
         holdout_rows=data.holdout.height,
         features=data.features,
     )
-    write_json(storage, f"{prefix}/run.json", trained.to_json())
+    write_json(storage, layout.model_run(model.name, cutoff), trained.to_json())
     return trained
 
 
 def read_trained(storage: Storage, model: str, cutoff: date) -> TrainedModel:
     """The training run stored for `cutoff`; MissingPartitionsError when there is none."""
-    k = f"{model_dir(model, cutoff)}/run.json"
+    k = layout.model_run(model, cutoff)
     if not storage.exists(k):
         raise MissingPartitionsError(
             f"models/{model}/registered[{key(cutoff)}]", f"models/{model}/trained", [key(cutoff)]

@@ -18,18 +18,12 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, write_json
 
 log = logging.getLogger("mlforge.monitoring.alerts")
-
-OPEN_PREFIX = "monitoring/alerts/open/"
-
-
-def open_key(key: str) -> str:
-    """Storage key of the open-alert object of alert `key` (any characters, quoted)."""
-    return OPEN_PREFIX + quote(key, safe="") + ".json"
 
 
 @dataclass(frozen=True)
@@ -94,11 +88,8 @@ class AlertBook:
 
     def open_alerts(self) -> dict[str, dict[str, Any]]:
         """Every alert currently firing, by key."""
-        return {
-            unquote(k.removeprefix(OPEN_PREFIX).removesuffix(".json")): read_json(self.storage, k)
-            for k in self.storage.list(OPEN_PREFIX)
-            if k.endswith(".json")
-        }
+        listed = self.storage.list(layout.open_alerts_prefix())
+        return {key: read_json(self.storage, k) for key, k in layout.open_alert_keys(listed).items()}
 
     def observe(
         self,
@@ -117,7 +108,7 @@ class AlertBook:
         A breach while the key is already open sends nothing (no storm); a pass while it is open
         resolves it; a pass while closed sends nothing.
         """
-        state = open_key(key)
+        state = layout.open_alert(key)
         if breached == self.storage.exists(state):
             return None
         alert = Alert(

@@ -8,21 +8,13 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from mlforge.io.timeline import key
 
 if TYPE_CHECKING:
     import polars as pl
 
 MIN_DRIFT_LOG_ROWS = 100  # fewer served predictions in a day than this give no meaningful drift test
-
-
-def drift_key(model: str, d: date | str, name: str) -> str:
-    """Storage key of a day's drift report file (report.html/json, log_report.*, summary.json)."""
-    return f"monitoring/{model}/drift/date={d if isinstance(d, str) else key(d)}/{name}"
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,6 @@ QUALITY_METRICS = ("auc", "f1", "precision", "recall")
 THRESHOLDS = (*QUALITY_METRICS, "latency_p99_ms", "error_rate")
 
 
-def summary_key(model: str, d: date) -> str:
-    """Storage key of a day's performance summary."""
-    return f"monitoring/{model}/performance/date={key(d)}/summary.json"
-
-
 def matures_on(d: date, horizon_days: int) -> date:
     """The last raw day the labels of `d` look at: they can be computed once it exists."""
     return d + timedelta(days=horizon_days)

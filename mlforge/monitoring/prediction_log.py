@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlforge.errors import DataError
-from mlforge.io import timeline
+from mlforge.io import layout, timeline
 from mlforge.io.storage import Storage
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlforge.monitoring.prediction_log")
 
-PREFIX = "logs/predictions"
 STATUS_OK, STATUS_NOT_FOUND, STATUS_ERROR = "ok", "not_found", "error"
 BASE_COLUMNS = (
     "request_id",
@@ -113,22 +112,12 @@ def uuid7(ms: int | None = None) -> uuid.UUID:
 def uuid7_time(name: str) -> datetime | None:
     """The creation time encoded in a UUIDv7 file name (None for other names)."""
     try:
-        u = uuid.UUID(name.rsplit("/", 1)[-1].removesuffix(".parquet"))
+        u = uuid.UUID(layout.prediction_log_file_id(name))
     except ValueError:
         return None
     if u.version != 7:
         return None
     return datetime.fromtimestamp((u.int >> 80) / 1000, tz=UTC)
-
-
-def day_prefix(endpoint: str, day: date | str) -> str:
-    """Storage prefix of one endpoint's log for one UTC day."""
-    d = day if isinstance(day, str) else day.isoformat()
-    return f"{PREFIX}/endpoint={endpoint}/date={d}/"
-
-
-def _utc_day(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,9 +420,9 @@ class PredictionLogger:
                 self._buffered = 0
             if not batches:
                 return 0
-            groups: dict[tuple[str, str], list[PredictionBatch]] = {}
+            groups: dict[tuple[str, date], list[PredictionBatch]] = {}
             for b in batches:
-                groups.setdefault((b.endpoint, _utc_day(b.timestamp)), []).append(b)
+                groups.setdefault((b.endpoint, layout.utc_day(b.timestamp)), []).append(b)
             written = 0
             retry: list[PredictionBatch] = []
             for (endpoint, day), group in groups.items():
@@ -463,13 +452,13 @@ class PredictionLogger:
                     self._buffered += sum(b.rows for b in keep)
             return written
 
-    def _write(self, endpoint: str, day: str, batches: list[PredictionBatch]) -> int:
+    def _write(self, endpoint: str, day: date, batches: list[PredictionBatch]) -> int:
         frame = batches_to_frame(batches)
         if frame.height == 0:
             return 0
         buf = io.BytesIO()
         frame.write_parquet(buf, compression="zstd", statistics=True)
-        self.storage.write_bytes(f"{day_prefix(endpoint, day)}{uuid7()}.parquet", buf.getvalue())
+        self.storage.write_bytes(layout.prediction_log_file(endpoint, day, str(uuid7())), buf.getvalue())
         self.written_rows += frame.height
         self.written_files += 1
         return frame.height
@@ -487,14 +476,6 @@ class PredictionLogger:
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
-
-
-def _as_day(day: date | datetime | str) -> date:
-    if isinstance(day, datetime):
-        return day.astimezone(UTC).date() if day.tzinfo else day.date()
-    if isinstance(day, date):
-        return day
-    return date.fromisoformat(day)
 
 
 def answering_rows(log: pl.DataFrame) -> pl.DataFrame:
@@ -517,7 +498,9 @@ def read_prediction_log(
     """One endpoint's logged predictions of one UTC day (rows at or after `since` when given)."""
     import polars as pl
 
-    keys = [k for k in storage.list(day_prefix(endpoint, _as_day(day))) if k.endswith(".parquet")]
+    keys = layout.prediction_log_files(
+        storage.list(layout.prediction_log_day_prefix(endpoint, layout.as_day(day)))
+    )
     if since is not None:
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
         # a file flushed before `since` holds only rows logged before it
@@ -552,4 +535,4 @@ def read_prediction_logs(
 
 def days_between(start: datetime, end: datetime) -> list[date]:
     """The UTC days from `start` to `end`, both included."""
-    return timeline.days_between(_as_day(start), _as_day(end))
+    return timeline.days_between(layout.as_day(start), layout.as_day(end))

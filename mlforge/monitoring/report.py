@@ -1,14 +1,15 @@
 """What `mlforge monitor <endpoint>` shows: the deployment and the monitoring summaries per day.
 
-Everything is read from storage (manifest, ``monitoring/<model>/drift/date=*/summary.json``,
-``monitoring/<model>/performance/date=*/summary.json``) and returned as plain data; the CLI only
-prints it. Works the same on a local folder and on S3.
+Everything is read from storage (the manifest, the daily drift and performance summaries; keys
+from `mlforge.io.layout`) and returned as plain data; the CLI only prints it. Works the same on a
+local folder and on S3.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,8 @@ from mlforge.config.spec import ProjectSpec
 from mlforge.deployment.manifest import read_manifest
 from mlforge.deployment.summary import ManifestSummary
 from mlforge.errors import DataError, ModelNotFoundError
+from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json
-from mlforge.monitoring.drift import drift_key
-
-_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,9 @@ class MonitorReport:
     latest_drift_day: str | None = None
 
 
-def _summary_days(storage: Storage, prefix: str, name: str = "summary.json") -> dict[str, str]:
-    """day → key of every `name` file under `prefix` (one listing)."""
-    out = {}
-    for k in storage.list(prefix):
-        m = _DAY.search(k)
-        if m and k.endswith("/" + name):
-            out[m.group(1)] = k
-    return out
+def _days(listing: list[str], key_of: Callable[[date], str]) -> dict[str, str]:
+    """day (ISO) → key of every `key_of(day)` in a listing."""
+    return {d.isoformat(): k for d, k in layout.stored_days(listing, key_of).items()}
 
 
 def _num(v: Any) -> float | None:
@@ -70,8 +64,10 @@ def monitor_report(storage: Storage, spec: ProjectSpec, endpoint: str, days: int
     model = spec.deployment(endpoint).model
     manifest = read_manifest(storage, endpoint)
     man = manifest.summary() if manifest is not None else None
-    drift = _summary_days(storage, f"monitoring/{model}/drift/")
-    perf = _summary_days(storage, f"monitoring/{model}/performance/")
+    drift_listing = storage.list(layout.drift_prefix(model))
+    drift = _days(drift_listing, lambda d: layout.drift_summary(model, d))
+    perf_listing = storage.list(layout.performance_prefix(model))
+    perf = _days(perf_listing, lambda d: layout.performance_summary(model, d))
     wanted = sorted(set(drift) | set(perf))[-days:] if days > 0 else []
     rows = []
     for d in wanted:
@@ -93,11 +89,9 @@ def monitor_report(storage: Storage, spec: ProjectSpec, endpoint: str, days: int
                 matures_on=ps.get("matures_on"),
             )
         )
-    reports = _summary_days(storage, f"monitoring/{model}/drift/", "report.html")
+    reports = _days(drift_listing, lambda d: layout.drift_report(model, d, "html"))
     latest = max(reports) if reports else None
-    return MonitorReport(
-        endpoint, model, man, rows, latest and drift_key(model, latest, "report.html"), latest
-    )
+    return MonitorReport(endpoint, model, man, rows, reports[latest] if latest else None, latest)
 
 
 def _read(storage: Storage, k: str) -> dict[str, Any]:
