@@ -8,7 +8,6 @@ md5 as the Dagster data version.
 
 from __future__ import annotations
 
-import time
 from datetime import date
 
 import dagster as dg
@@ -16,7 +15,7 @@ import dagster as dg
 from mlforge.config.project import Project
 from mlforge.config.spec import DatasetSpec
 from mlforge.data import checks as core_checks
-from mlforge.data.raw import StoredPartition, store_days
+from mlforge.data.raw import store_days
 from mlforge.io import layout
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
@@ -27,10 +26,10 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
     """The raw asset of one dataset."""
 
     def run(stage: Stage, days: list[date]) -> StageResult:
-        from mlforge.data.versioning import versioning_enabled
+        from mlforge.data.versioning import DvcBatch, versioning_enabled
 
         frame = project.read_source(ds)
-        dvc = _DvcBatch(project, ds) if versioning_enabled() else None
+        dvc = DvcBatch.for_project(project, ds.name) if versioning_enabled() else None
         stored = store_days(stage.storage, ds, frame, days, dvc.snapshot if dvc else None)
         window = frame.filter(frame[ds.timestamp.column].is_between(days[0], days[-1]))
         rows = sum(p.rows for p in stored)
@@ -69,33 +68,3 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
             check("value_ranges", "Values stay within the spec's bounds.", bounds=bounds),
         ],
     )
-
-
-class _DvcBatch:
-    """Versions one run's stored days in DVC: one `dvc add` for the range, then one push."""
-
-    def __init__(self, project: Project, ds: DatasetSpec) -> None:
-        from mlforge.data.versioning import DatasetVersions
-
-        self.ds = ds
-        self.versions = DatasetVersions.for_project(project)
-        self.dataset_md5 = ""
-        self.seconds = 0.0
-
-    def snapshot(self, parts: dict[str, bytes]) -> dict[str, str]:
-        """{day: md5} of the exact bytes `store_days` wrote."""
-        snap = self.versions.snapshot_many(self.ds.name, parts)
-        self.dataset_md5, self.seconds = snap.dataset_md5, snap.seconds
-        return dict(snap.days)
-
-    def push(self, last: StoredPartition) -> dict[str, object]:
-        """Push to the remote; metadata for the UI."""
-        t0 = time.perf_counter()
-        pushed = self.versions.push()
-        return {
-            "dvc_md5": last.dvc_md5,
-            "dvc_dataset_md5": self.dataset_md5,
-            "dvc_remote": self.versions.remote,
-            "dvc_pushed_objects": pushed,
-            "dvc_seconds": round(self.seconds + time.perf_counter() - t0, 2),
-        }

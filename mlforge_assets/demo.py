@@ -31,10 +31,11 @@ import yaml
 from mlforge.config.project import Project
 from mlforge.data.simulate import DriftScenario, inject_drift, write_whitespace
 from mlforge.deployment.manifest import read_manifest
+from mlforge.monitoring.drift_events import DRIFT_TRIGGER_TAG
 from mlforge_assets.metadata import metadata_values
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.runner import Runner, StepResult
-from mlforge_assets.sensors import DRIFT_TRIGGER_TAG, IN_PROGRESS_STATUSES
+from mlforge_assets.sensors import IN_PROGRESS_STATUSES
 
 INSTANCE_YAML = """\
 # The demo's Dagster instance: SQLite under this folder, one run at a time (the replay is a clock).

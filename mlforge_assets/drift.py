@@ -22,31 +22,13 @@ from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
 from mlforge.io import layout
 from mlforge.io.storage import read_parquet, write_json
-from mlforge.models.predictions import predict_frame
 from mlforge.models.registration import champion_or_fail
 from mlforge.models.tracking import ModelVersionInfo
 from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_report
-from mlforge.monitoring.prediction_log import answering_rows, ok_scored_rows, read_prediction_log
+from mlforge.monitoring.drift_inputs import SCORE, drift_columns, scored_reference, served_inputs
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.stage import Stage, StageResult, check, stage_asset
-
-SCORE = "score"
-
-
-def served_inputs(stage: Stage, endpoints: list[str], d: date, features: list[str]) -> pl.DataFrame:
-    """The inputs and scores the champion answered with on day `d` (no shadows, errors, misses)."""
-    frames = []
-    for endpoint in endpoints:
-        log = read_prediction_log(stage.storage, endpoint, d)
-        if log.height == 0 or "features" not in log.columns:
-            continue
-        ok = ok_scored_rows(answering_rows(log))
-        frames.append(ok.select(pl.col("features").struct.unnest(), pl.col(SCORE)))
-    if not frames:
-        return pl.DataFrame(schema={**dict.fromkeys(features, pl.Float32), SCORE: pl.Float64})
-    frame = pl.concat(frames, how="diagonal_relaxed")
-    return frame.select([c for c in [*features, SCORE] if c in frame.columns])
 
 
 def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
@@ -72,24 +54,23 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     def run(stage: Stage, days: list[date]) -> StageResult:
         champion = champion_or_fail(stage.tracker, model.name, f"monitoring/{model.name}/drift")
         reference = reference_for(stage, champion)
-        scored_reference: pl.DataFrame | None = None
+        scored: pl.DataFrame | None = None
         res: DriftResult | None = None
         log_res: DriftResult | None = None
         summary: dict[str, Any] = {}
         for d in days:
             current = service_frame(stage.storage, spec, model.feature_service, d)
             res = drift_report(reference, current, features, mon.method, mon.threshold)
-            write_report(stage, d, res, served=False)
-            served = served_inputs(stage, endpoints, d, features) if endpoints else pl.DataFrame()
+            write_report(stage, d, "report", res)
+            served = served_inputs(stage.storage, endpoints, d, features)
             log_res = None
             if served.height >= MIN_DRIFT_LOG_ROWS:
-                if scored_reference is None:
+                if scored is None:  # scored once per run, only if a day has enough served rows
                     booster = stage.tracker.load_booster(champion.booster_uri)
-                    scores = predict_frame(booster, reference, features)
-                    scored_reference = reference.with_columns(pl.Series(SCORE, scores))
-                cols = [c for c in [*features, SCORE] if c in served.columns]
-                log_res = drift_report(scored_reference, served, cols, mon.method, mon.threshold)
-                write_report(stage, d, log_res, served=True)
+                    scored = scored_reference(booster, reference, features)
+                cols = drift_columns(served, features)
+                log_res = drift_report(scored, served, cols, mon.method, mon.threshold)
+                write_report(stage, d, "log_report", log_res)
             summary = {
                 "drift_share": res.drift_share,
                 "dataset_drift": res.dataset_drift,

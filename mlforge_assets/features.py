@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
-import numpy as np
-import polars as pl
 
 from mlforge.config.project import Project
 from mlforge.config.spec import FeatureViewSpec
@@ -14,6 +12,7 @@ from mlforge.data import checks as core_checks
 from mlforge.data.raw import data_versions, day_column, load_days, missing_days
 from mlforge.errors import MissingPartitionsError
 from mlforge.features.offline import missing_snapshots, read_snapshots, write_snapshot
+from mlforge.features.online import load_latest
 from mlforge.features.refs import feature_names
 from mlforge.features.snapshots import EVENT_TS, iter_snapshots
 from mlforge.io.timeline import clip, days_between, feature_window
@@ -85,19 +84,14 @@ def online_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinition
         missing = missing_snapshots(stage.storage, view.name, days)
         if missing:
             raise MissingPartitionsError(f"online/{view.name}", f"features/{view.name}", missing)
-        # Only the newest row per entity matters; the store also refuses older timestamps.
-        snaps = read_snapshots(stage.storage, view.name, days).sort(EVENT_TS)
-        latest = snaps.unique(subset=[join_key], keep="last", maintain_order=True)
-        ts = (latest[EVENT_TS].cast(pl.Int64) // 1_000_000).to_numpy()
-        values = latest.select(names).to_numpy().astype(np.float64)
-        ttl = int(timedelta(days=view.ttl_days).total_seconds())
-        written = stage.online.write(view.name, latest[join_key].to_list(), ts, values, ttl)
+        snaps = read_snapshots(stage.storage, view.name, days)
+        load = load_latest(stage.online, view.name, snaps, join_key, names, view.ttl_days)
         return StageResult(
             metadata={
-                "entities": latest.height,
-                "written": written,
-                "skipped_older": latest.height - written,
-                "ttl_seconds": ttl,
+                "entities": load.entities,
+                "written": load.written,
+                "skipped_older": load.entities - load.written,
+                "ttl_seconds": load.ttl_seconds,
             }
         )
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-import polars as pl
 
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
-from mlforge.errors import MissingPartitionsError
 from mlforge.features.refs import service_features
 from mlforge.io import layout
-from mlforge.io.storage import read_parquet, write_json
+from mlforge.io.storage import write_json
 from mlforge.io.timeline import key
 from mlforge.models.metrics import metric as metric_info
 from mlforge.models.registration import champion_or_fail
@@ -23,9 +21,9 @@ from mlforge.monitoring.performance import (
     DayPerformance,
     check_name,
     evaluate_day,
+    read_day_inputs,
     threshold_checks,
 )
-from mlforge.monitoring.prediction_log import empty_frame, read_prediction_log
 from mlforge_assets.conditions import after_upstream
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
@@ -63,23 +61,13 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         champion = champion_or_fail(stage.tracker, model.name, stage_name)
         results: list[DayPerformance] = []
         for d in days:
-            labels = None
-            predictions = None
-            if stage.storage.exists(layout.label_meta(model.name, d)):
-                labels = read_parquet(stage.storage, layout.label_data(model.name, d))
-                if not stage.storage.exists(layout.predictions(model.name, d)):
-                    raise MissingPartitionsError(
-                        stage_name, f"predictions/{model.name}", [key(d)], "Materialize them first."
-                    )
-                predictions = read_parquet(stage.storage, layout.predictions(model.name, d))
-            logs = [f for ep in endpoints if (f := read_prediction_log(stage.storage, ep, d)).height]
-            log = pl.concat(logs, how="diagonal_relaxed") if logs else empty_frame()
+            inputs = read_day_inputs(stage.storage, model.name, d, endpoints, stage_name)
             perf = evaluate_day(
                 d,
                 horizon_days=horizon,
-                labels=labels,
-                predictions=predictions,
-                log=log,
+                labels=inputs.labels,
+                predictions=inputs.predictions,
+                log=inputs.log,
                 entity_key=join_key,
                 champion_version=champion.version,
                 endpoints=endpoints,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -11,10 +10,16 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DeploymentSpec
+from mlforge.deployment.champion import apply_champion_sync, plan_champion_sync
 from mlforge.deployment.decisions import decide
 from mlforge.deployment.manifest import DeploymentConflictError, Manifest, read_manifest, write_manifest
-from mlforge.models.gate import CHAMPION
 from mlforge.monitoring.alerts import Alert
+from mlforge.monitoring.drift_events import (
+    DriftCursor,
+    DriftReport,
+    judge_reports,
+    retrain_cutoff,
+)
 from mlforge.monitoring.prediction_log import days_between, read_prediction_logs
 from mlforge_assets.metadata import step_failures
 from mlforge_assets.partitions import asset_key
@@ -28,8 +33,6 @@ IN_PROGRESS_STATUSES = (
     dg.DagsterRunStatus.CANCELING,
 )
 
-DRIFT_TRIGGER_TAG = "mlforge/trigger"
-
 
 def drift_sensor(project: Project, model: str, job: Any) -> dg.SensorDefinition:
     """Drift over the spec's threshold → exactly one retrain run per drift event.
@@ -39,7 +42,8 @@ def drift_sensor(project: Project, model: str, job: Any) -> dg.SensorDefinition:
     retrain, not seven. The retrain's cutoff is the latest drifted day seen in that tick, or the
     newest day whose holdout labels (cutoff − horizon) have matured, whichever is earlier. The cursor holds the last
     drift materialization judged and whether an event is open, so each report is judged once,
-    over sensor and daemon restarts too; the run key makes a repeated request a no-op.
+    over sensor and daemon restarts too; the run key makes a repeated request a no-op. The rule
+    is :func:`mlforge.monitoring.drift_events.judge_reports`; the sensor only reads and requests.
     """
     mon = project.spec.monitoring_for(model).drift
     drift = asset_key(project, "monitoring", model, "drift")
@@ -55,80 +59,41 @@ def drift_sensor(project: Project, model: str, job: Any) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING if mon.auto_retrain else dg.DefaultSensorStatus.STOPPED,
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        state = _drift_cursor(context.cursor)
+        state = DriftCursor.parse(context.cursor)
         result = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=drift, after_storage_id=state["storage_id"]),
+            dg.AssetRecordsFilter(asset_key=drift, after_storage_id=state.storage_id),
             limit=1000,
             ascending=True,
         )
         if not result.records:
             return dg.SkipReason(f"no new {drift.to_user_string()} materializations")
-        opened: list[tuple[str, float, int, str, Any]] = []
-        event = state["open"]
-        for r in result.records:
-            mat = r.asset_materialization
-            if mat is None or not mat.partition:
-                continue
-            # features or served inputs: whichever drifted more
-            shares = [_number(mat.metadata.get(k)) for k in ("drift_share", "log_drift_share")]
-            value = max((v for v in shares if v is not None), default=None)
-            if value is None:
-                continue
-            if value >= mon.threshold:
-                if event is None or opened:
-                    report = mat.metadata.get("report_html")
-                    opened.append(
-                        (mat.partition, value, r.storage_id, r.run_id, getattr(report, "value", report))
-                    )
-                event = event or mat.partition
-            else:
-                event = None
-        cursor = json.dumps({"storage_id": max(r.storage_id for r in result.records), "open": event})
-        if not opened:
-            why = f"drift event open since {event}" if event else f"drift below {mon.threshold}"
+        reports = [
+            DriftReport.from_metadata(r.storage_id, mat.partition, mat.metadata, r.run_id)
+            if (mat := r.asset_materialization) is not None
+            else DriftReport(r.storage_id, None, None, r.run_id)
+            for r in result.records
+        ]
+        state, request = judge_reports(state, reports, mon.threshold)
+        cursor = state.dumps()
+        if request is None:
+            why = f"drift event open since {state.open}" if state.open else f"drift below {mon.threshold}"
             context.log.info(f"{len(result.records)} drift report(s): {why}; no retrain")
             return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor)
-        partition, share, storage_id, run_id, report = max(opened)
-        # The newest cutoff that can be trained: its holdout labels (cutoff − horizon) must exist.
-        matured = context.instance.get_materialized_partitions(labels)
-        if not matured:
+        partition, share = request.partition, request.share
+        cutoff = retrain_cutoff(partition, context.instance.get_materialized_partitions(labels), horizon)
+        if cutoff is None:
             why = f"drift {share:.2f} on {partition}, but no {labels.to_user_string()} partition to train on"
             context.log.warning(why)
             return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor)
-        trainable = date.fromisoformat(max(matured)) + timedelta(days=horizon)
-        cutoff = min(date.fromisoformat(partition), trainable).isoformat()
         context.log.info(
             f"drift {share:.2f} on {partition}: requesting a retrain of {model} for cutoff {cutoff}"
         )
-        tags = {
-            DRIFT_TRIGGER_TAG: "drift",
-            "mlforge/drift_partition": partition,
-            "mlforge/drift_share": f"{share:.4f}",
-            "mlforge/drift_run_id": run_id,
-        }
-        if report:
-            tags["mlforge/drift_report"] = str(report)
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"drift-{storage_id}", partition_key=cutoff, tags=tags)],
+            run_requests=[dg.RunRequest(run_key=request.run_key, partition_key=cutoff, tags=request.tags())],
             cursor=cursor,
         )
 
     return _sensor
-
-
-def _drift_cursor(cursor: str | None) -> dict[str, Any]:
-    """The drift sensor's cursor: {"storage_id": last judged, "open": first day of an open event}."""
-    if not cursor:
-        return {"storage_id": None, "open": None}
-    if cursor.isdigit():  # the cursor of MLForge ≤ 0.1: a storage id only
-        return {"storage_id": int(cursor), "open": None}
-    return dict(json.loads(cursor))
-
-
-def _number(v: Any) -> float | None:
-    """A metadata entry's numeric value, if it has one."""
-    v = getattr(v, "value", v)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 def sensor_interval(project: Project) -> int:
@@ -206,40 +171,21 @@ def sync_champion_alias(
 ) -> str:
     """Make the registry say what serves: `champion` → the version now answering all traffic.
 
-    A rollout's end is decided from live traffic, after the registry's gate: a promotion makes
-    the promoted version champion, a rollback or rejection puts the alias back on the version that
-    kept serving and tags the other one with the verdict. The manifest is already written, so a
-    registry that cannot be reached is logged, not raised.
+    The decision is :func:`mlforge.deployment.champion.plan_champion_sync`. The manifest is
+    already written, so a registry that cannot be reached is logged, not raised.
     """
-    live = [v for v in written.answering() if v.traffic == 100]
-    if not live:
+    plan = plan_champion_sync(written, before, action, reason)
+    if plan is None:
         return "unchanged (no single live version)"
-    version = live[0].version
-    others = {v.version for v in before.variants} - {version}
+    version = plan.version
     try:
-        tracker = mlflow.get()
-        current = tracker.alias(written.model, CHAMPION)
-        if current is None or current.version != version:
-            tracker.set_alias(written.model, CHAMPION, version)
-        verdict = {"promote": "promoted", "rollback": "rolled_back", "reject": "rejected"}[action]
-        tracker.set_version_tags(
-            written.model,
-            version,
-            {"mlforge.deployment": "live", "mlforge.deployment_revision": str(written.revision)},
-        )
-        for other in sorted(others):
-            if verdict != "promoted":
-                tracker.set_version_tags(
-                    written.model,
-                    other,
-                    {"mlforge.deployment": verdict, "mlforge.deployment_reason": reason[:500]},
-                )
+        moved = apply_champion_sync(mlflow.get(), plan)
     except Exception as exc:  # the registry is a mirror here; the manifest decides what serves
         log.warning(f"{written.endpoint}: could not move the champion alias to v{version}: {exc}")
         return f"not moved: {type(exc).__name__}"
-    moved = "kept" if current is not None and current.version == version else "moved"
-    log.info(f"{written.endpoint}: champion alias {moved} on v{version} ({verdict})")
-    return f"{moved} → v{version}"
+    how = "moved" if moved else "kept"
+    log.info(f"{written.endpoint}: champion alias {how} on v{version} ({plan.verdict})")
+    return f"{how} → v{version}"
 
 
 def _utcnow() -> datetime:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from mlforge.io import layout
 
 if TYPE_CHECKING:
     from mlforge.config.project import Project
+    from mlforge.data.raw import StoredPartition
 
 ENV_SWITCH = "MLFORGE_DVC"
 ENV_REMOTE = "MLFORGE_DVC_REMOTE"
@@ -337,3 +339,41 @@ class DatasetVersions:
 
 
 # --- tracing a model to the raw bytes it read --------------------------------------------------
+
+
+class DvcBatch:
+    """Versions one run's stored days of a dataset in DVC: one `dvc add` for the range, one push.
+
+    Pass `snapshot` to :func:`mlforge.data.raw.store_days` as its `version` callback, then call
+    `push` once the days are stored.
+    """
+
+    def __init__(self, versions: DatasetVersions, dataset: str) -> None:
+        self.dataset = dataset
+        self.versions = versions
+        self.dataset_md5 = ""
+        self.seconds = 0.0
+
+    @classmethod
+    def for_project(cls, project: Project, dataset: str) -> DvcBatch:
+        """A batch on the project's DVC repository (see `DatasetVersions.for_project`)."""
+        return cls(DatasetVersions.for_project(project), dataset)
+
+    def snapshot(self, parts: dict[str, bytes]) -> dict[str, str]:
+        """{day: md5} of the exact bytes `store_days` wrote."""
+        snap = self.versions.snapshot_many(self.dataset, parts)
+        self.dataset_md5, self.seconds = snap.dataset_md5, snap.seconds
+        return dict(snap.days)
+
+    def push(self, last: StoredPartition) -> dict[str, object]:
+        """Push to the remote; what was versioned, for the UI (`last`: the run's last stored day)."""
+        t0 = time.perf_counter()
+        pushed = self.versions.push()
+        return {
+            "dvc_md5": last.dvc_md5,
+            "dvc_dataset_md5": self.dataset_md5,
+            "dvc_remote": self.versions.remote,
+            "dvc_pushed_objects": pushed,
+            # the add and the push: what versioning cost the run
+            "dvc_seconds": round(self.seconds + time.perf_counter() - t0, 2),
+        }

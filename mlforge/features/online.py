@@ -13,12 +13,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from mlforge.errors import MLForgeError, StoreUnavailableError
+
+if TYPE_CHECKING:  # serving imports this module and never needs polars from it
+    import polars as pl
 
 TS_WIDTH = 16
 
@@ -233,3 +238,55 @@ def open_online_store(url: str, key_prefix: str = "mlforge") -> OnlineStore:
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisOnlineStore(url, key_prefix)
     raise MLForgeError(f"unsupported online store URL {url!r}: use 'embedded' or redis://host:port/db")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading offline snapshots into the store
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnlineLoad:
+    """What one load of a view's snapshots into the online store did."""
+
+    entities: int  # distinct entities offered (their newest row each)
+    written: int  # rows the store took; the rest lost to a stored newer event timestamp
+    ttl_seconds: int
+
+
+def latest_per_entity(snapshots: pl.DataFrame, entity_key: str) -> pl.DataFrame:
+    """The newest row (by event timestamp) of every entity, in event-timestamp order."""
+    from mlforge.features.snapshots import EVENT_TS
+
+    return snapshots.sort(EVENT_TS).unique(subset=[entity_key], keep="last", maintain_order=True)
+
+
+def ttl_seconds(ttl_days: int) -> int:
+    """A view's TTL in whole seconds."""
+    return int(timedelta(days=ttl_days).total_seconds())
+
+
+def load_latest(
+    store: OnlineStore,
+    view: str,
+    snapshots: pl.DataFrame,
+    entity_key: str,
+    features: list[str],
+    ttl_days: int,
+) -> OnlineLoad:
+    """Write the newest row per entity of `snapshots` (any days of `view`) to `store`.
+
+    Only the newest row per entity is sent; the store itself also refuses event timestamps
+    older than the stored ones, so loading old days never overwrites fresher values.
+    """
+    import polars as pl
+
+    from mlforge.features.snapshots import EVENT_TS
+
+    latest = latest_per_entity(snapshots, entity_key)
+    ts = (latest[EVENT_TS].cast(pl.Int64) // 1_000_000).to_numpy()  # µs → epoch seconds
+    values = latest.select(features).to_numpy().astype(np.float64)
+    ttl = ttl_seconds(ttl_days)
+    # the stores only index and int() the timestamps, so the int64 array serves as the sequence
+    written = store.write(view, latest[entity_key].to_list(), cast("Sequence[int]", ts), values, ttl)
+    return OnlineLoad(latest.height, written, ttl)

@@ -6,11 +6,13 @@ log rows served on the UTC day D (non-shadow rows with status ``ok``). Operation
 latency p50/p99 per request and the error rate — come from the log alone and need no labels.
 
 A day whose labels have not matured yet reports ``status = "labels not matured"`` and the day
-they mature, never zeros. Everything here is pure (polars/numpy; scikit-learn imported lazily).
+they mature, never zeros. Everything here is pure (polars/numpy; scikit-learn imported lazily),
+except `read_day_inputs`, which gathers a day's stored inputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -19,10 +21,19 @@ import numpy as np
 import polars as pl
 
 from mlforge.data.checks import CheckOutcome
+from mlforge.errors import MissingPartitionsError
 from mlforge.features.labels import LABEL
+from mlforge.io import layout
+from mlforge.io.storage import Storage, read_parquet
 from mlforge.io.timeline import key
 from mlforge.models.metrics import metric as metric_info
-from mlforge.monitoring.prediction_log import STATUS_OK, answering_rows, ok_scored_rows
+from mlforge.monitoring.prediction_log import (
+    STATUS_OK,
+    answering_rows,
+    empty_frame,
+    ok_scored_rows,
+    read_prediction_log,
+)
 
 #: Score at or above which a prediction counts as positive for precision/recall/F1.
 DEFAULT_THRESHOLD = 0.5
@@ -186,6 +197,49 @@ def operations(log: pl.DataFrame) -> Operations:
         latency_p99_ms=float(np.percentile(lat, 99)),
         error_rate=float((rows["status"] != STATUS_OK).sum()) / rows.height,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The inputs of one day
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayInputs:
+    """What a day's performance is measured from."""
+
+    labels: pl.DataFrame | None  # None: the day's labels have not matured
+    predictions: pl.DataFrame | None  # the batch predictions; read only when labels exist
+    log: pl.DataFrame  # every endpoint's prediction log rows of the UTC day
+
+
+def concat_logs(logs: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    """The frames with rows concatenated (missing columns null), or the empty log frame."""
+    frames = [f for f in logs if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else empty_frame()
+
+
+def read_day_inputs(
+    storage: Storage, model: str, d: date, endpoints: list[str], stage: str | None = None
+) -> DayInputs:
+    """Labels, batch predictions and served log rows of day `d` for `model`'s performance.
+
+    Matured labels without the day's batch predictions raise MissingPartitionsError (for
+    `stage`, by default ``monitoring/<model>/performance``): the batch quality needs both.
+    """
+    labels = predictions = None
+    if storage.exists(layout.label_meta(model, d)):
+        labels = read_parquet(storage, layout.label_data(model, d))
+        if not storage.exists(layout.predictions(model, d)):
+            raise MissingPartitionsError(
+                stage or f"monitoring/{model}/performance",
+                f"predictions/{model}",
+                [key(d)],
+                "Materialize them first.",
+            )
+        predictions = read_parquet(storage, layout.predictions(model, d))
+    log = concat_logs(read_prediction_log(storage, ep, d) for ep in endpoints)
+    return DayInputs(labels, predictions, log)
 
 
 # ---------------------------------------------------------------------------------------------
