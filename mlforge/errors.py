@@ -22,6 +22,15 @@ class SpecError(MLForgeError):
         super().__init__(f"invalid spec {path}:\n{lines}")
 
 
+class SettingsError(MLForgeError):
+    """An environment variable holds a value MLForge cannot use (the message names the variable)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid environment:\n{lines}")
+
+
 class DataError(MLForgeError):
     """A source file or a stored dataset does not have the shape the spec promises."""
 

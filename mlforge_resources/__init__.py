@@ -7,12 +7,11 @@ secrets are wired with `dg.EnvVar` so Dagster never stores or displays them.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from mlforge.config.project import Project
+from mlforge.config.settings import Settings, env_name, get_settings
 from mlforge.features.online import OnlineStore, open_online_store
 from mlforge.io.storage import Storage, open_storage
 from mlforge.models.tracking import Tracker
@@ -104,46 +103,46 @@ class AlertsResource(dg.ConfigurableResource):
         return AlertChannel(_value(self.webhook_url), self.timeout_seconds)
 
 
-def _env_or(name: str, value: str) -> str | dg.EnvVar:
-    """dg.EnvVar when the value came from that variable, so Dagster shows its name, never the value."""
-    return dg.EnvVar(name) if os.environ.get(name) == value else value
+def _env_or(env: Settings, field: str, value: str) -> str | dg.EnvVar:
+    """dg.EnvVar when the value came from that field's variable, so Dagster shows its name, never the value."""
+    raw = getattr(env, field)
+    from_env = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+    return dg.EnvVar(env_name(field)) if from_env == value else value
 
 
-def _s3_key_env_vars() -> dict[str, dg.EnvVar]:
+def _s3_key_env_vars(env: Settings) -> dict[str, dg.EnvVar]:
     """S3 key fields as dg.EnvVar for each AWS_* variable that is set (else boto3's default chain)."""
-    fields = {
-        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
-        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
-        "aws_session_token": "AWS_SESSION_TOKEN",
-    }
-    return {f: dg.EnvVar(var) for f, var in fields.items() if os.environ.get(var)}
+    # The resources' field names are the settings' field names.
+    fields = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+    return {f: dg.EnvVar(env_name(f)) for f in fields if getattr(env, f) is not None}
 
 
 def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
     """The three resources of a project, from its spec and the environment."""
     s = project.settings
     a = project.spec.alerts
+    env = get_settings()
     return {
         "storage": StorageResource(
-            root=_env_or("MLFORGE_STORAGE_ROOT", s.storage_root),  # type: ignore[arg-type]
+            root=_env_or(env, "storage_root", s.storage_root),  # type: ignore[arg-type]
             endpoint_url=s.storage_endpoint_url,
             region=s.storage_region,
-            **_s3_key_env_vars(),  # type: ignore[arg-type]
+            **_s3_key_env_vars(env),  # type: ignore[arg-type]
         ),
         "online_store": OnlineStoreResource(
-            url=_env_or("MLFORGE_ONLINE_STORE_URL", s.online_store_url),  # type: ignore[arg-type]
+            url=_env_or(env, "online_store_url", s.online_store_url),  # type: ignore[arg-type]
             key_prefix=s.online_key_prefix,
         ),
         "alerts": AlertsResource(
-            webhook_url=dg.EnvVar(a.webhook_url_env) if os.environ.get(a.webhook_url_env) else None,  # type: ignore[arg-type]
-            dagster_url=os.environ.get("MLFORGE_DAGSTER_URL") or a.dagster_url,
+            webhook_url=dg.EnvVar(a.webhook_url_env) if env.alert_webhook(a.webhook_url_env) else None,  # type: ignore[arg-type]
+            dagster_url=env.dagster_url or a.dagster_url,
             timeout_seconds=a.timeout_seconds,
         ),
         "mlflow": MLflowResource(
-            tracking_uri=_env_or("MLFLOW_TRACKING_URI", s.tracking_uri),  # type: ignore[arg-type]
-            artifact_root=_env_or("MLFORGE_ARTIFACT_ROOT", s.artifact_root),  # type: ignore[arg-type]
+            tracking_uri=_env_or(env, "mlflow_tracking_uri", s.tracking_uri),  # type: ignore[arg-type]
+            artifact_root=_env_or(env, "artifact_root", s.artifact_root),  # type: ignore[arg-type]
             s3_endpoint_url=s.artifact_endpoint_url,
             s3_region=s.storage_region,
-            **_s3_key_env_vars(),  # type: ignore[arg-type]
+            **_s3_key_env_vars(env),  # type: ignore[arg-type]
         ),
     }

@@ -109,7 +109,7 @@ def data_register(
     project = load_project(spec, home)
     s = project.spec
     if any(d.name == name for d in s.datasets):
-        fail(f"dataset {name} is already defined in {project.root / 'mlforge.yaml'}")
+        fail(f"dataset {name} is already defined in {project.spec_path}")
     entities = [e.name for e in s.entities]
     entity = entity or (entities[0] if entities else None)
     if entity is None or entity not in entities:
@@ -127,7 +127,7 @@ def data_register(
         print(f"  {'ok    ' if outcome.passed else 'FAILED'} {outcome.name}: {outcome.description}")
     entry = ds.model_dump(mode="json", exclude_defaults=True)
     entry["source"] = {"path": path, "format": format}
-    print(f"\nadd under `datasets:` in {project.root / 'mlforge.yaml'}:\n")
+    print(f"\nadd under `datasets:` in {project.spec_path}:\n")
     print(yaml.safe_dump([entry], sort_keys=False, default_flow_style=None, width=100).rstrip())
     if failed:
         print("\nthe source fails a check with these declarations: fix the data or the --column types")

@@ -53,7 +53,7 @@ def demo_loop(
 
     import yaml
 
-    from mlforge.config.project import find_spec_path
+    from mlforge.config.project import resolve_spec_path
     from mlforge.data.simulate import DriftScenario
 
     try:
@@ -67,7 +67,7 @@ def demo_loop(
         fail(f"{folder} already exists and is not empty: delete it or pass --folder to start a new demo")
     if days < 1:
         fail(f"--days must be at least 1, got {days}")
-    spec_path = Path(spec).resolve() if spec else find_spec_path()
+    spec_path = resolve_spec_path(spec)
     print("loading Dagster and the asset graph …", flush=True)
     from mlforge_assets import demo
 

@@ -10,7 +10,13 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
-Spec = Annotated[Path | None, Parameter(help="Path to mlforge.yaml (default: $MLFORGE_SPEC or nearest).")]
+Spec = Annotated[
+    Path | None,
+    Parameter(
+        help="The spec: a file, or a folder holding mlforge.yaml "
+        "(default: $MLFORGE_SPEC, else the nearest mlforge.yaml upward)."
+    ),
+]
 
 
 Home = Annotated[

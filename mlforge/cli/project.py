@@ -14,7 +14,7 @@ def validate(spec: Spec = None, home: Home = None) -> None:
     """Check mlforge.yaml and print what it defines."""
     project = load_project(spec, home)
     s = project.spec
-    print(f"{project.root / 'mlforge.yaml'}: ok — project '{s.project}'")
+    print(f"{project.spec_path}: ok — project '{s.project}'")
     print(f"  partitions  {s.partitions.start} .. {s.partitions.end} ({s.partitions.cadence}, {s.timezone})")
     print(f"  datasets    {', '.join(d.name for d in s.datasets)}")
     print(f"  features    {', '.join(v.name for v in s.feature_views)}")
@@ -111,17 +111,26 @@ def serve(
     from serving.app import run
 
     print(
-        f"serving {', '.join(d.endpoint for d in project.spec.deployments)} on http://{host}:{port} (docs at /docs)"
+        f"serving {', '.join(d.endpoint for d in project.spec.deployments)} of {project.spec_path} "
+        f"on http://{host}:{port} (docs at /docs)"
     )
-    run(project.root / "mlforge.yaml", host=host, port=port, workers=workers, home=project.settings.state_dir)
+    # The very file that was loaded and announced: serving must not look for another one.
+    run(project.spec_path, host=host, port=port, workers=workers, home=project.settings.state_dir)
 
 
 def ui(spec: Spec = None, home: Home = None, port: int = 3000) -> None:
     """Start the Dagster UI (and daemon) on this project: `dagster dev`."""
+    from mlforge.config.settings import env_name
+
     project = load_project(spec, home)
     dh = dagster_home(project.settings.state_dir)
-    env = {**os.environ, "DAGSTER_HOME": str(dh), "MLFORGE_SPEC": str(project.root / "mlforge.yaml")}
-    env["MLFORGE_HOME"] = str(project.settings.state_dir)
+    # The code location resolves the spec again in its own process: hand it the file loaded here.
+    env = {
+        **os.environ,
+        env_name("dagster_home"): str(dh),
+        env_name("spec"): str(project.spec_path),
+        env_name("home"): str(project.settings.state_dir),
+    }
     exe = Path(sys.executable).with_name("dagster")
     cmd = [
         str(exe) if exe.exists() else "dagster",
@@ -133,5 +142,7 @@ def ui(spec: Spec = None, home: Home = None, port: int = 3000) -> None:
         "-p",
         str(port),
     ]
-    print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={dh}); Ctrl-C stops it")
+    print(
+        f"Dagster UI on http://127.0.0.1:{port} for {project.spec_path} (DAGSTER_HOME={dh}); Ctrl-C stops it"
+    )
     os.execvpe(cmd[0], cmd, env)

@@ -1,20 +1,24 @@
 """A loaded project: the spec, the folder it lives in, and every setting resolved from spec + env.
 
 Environment variables override the spec so that the same `mlforge.yaml` runs on a laptop and on
-real servers. One S3 endpoint (`infrastructure.storage.endpoint_url` / MLFORGE_S3_ENDPOINT_URL)
+real servers; the environment is read through `mlforge.config.settings` (typed, validated, one
+place). One S3 endpoint (`infrastructure.storage.endpoint_url` / MLFORGE_S3_ENDPOINT_URL)
 serves the storage root and an s3:// artifact root alike (MLFLOW_S3_ENDPOINT_URL, when set,
 overrides it for the artifacts). Secrets (S3 keys, Redis passwords in URLs) are read from the
 environment by the clients themselves and never stored on this object's printable fields.
+
+`resolve_spec_path` is the one rule that decides which spec a command, the code location or the
+serving app loads.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlforge.config.settings import get_settings, secret_value
 from mlforge.config.spec import DatasetSpec, ProjectSpec, load_spec
 from mlforge.errors import SpecError
 from mlforge.io.storage import Storage, open_storage
@@ -24,25 +28,42 @@ if TYPE_CHECKING:
 
     from mlforge.models.tracking import Tracker
 
-SPEC_ENV = "MLFORGE_SPEC"
+SPEC_ENV = "MLFORGE_SPEC"  # kept for serving, which still imports it
+SPEC_FILE = "mlforge.yaml"
 
 
-def find_spec_path(start: str | Path | None = None) -> Path:
-    """`$MLFORGE_SPEC`, else the nearest mlforge.yaml from `start` (default: cwd) upwards."""
-    env = os.environ.get(SPEC_ENV)
+def resolve_spec_path(path: str | Path | None = None) -> Path:
+    """The spec every command, the code location and serving load; one rule for all of them.
+
+    In order: `path` (a file, or a folder holding mlforge.yaml); else $MLFORGE_SPEC (same
+    forms); else the nearest mlforge.yaml from the working folder upwards. A spec that was named
+    but does not exist is an error, never a silent fallback to another one.
+    """
+    if path:
+        return _named_spec(Path(path), "")
+    env = get_settings().spec
     if env:
-        return Path(env).expanduser().resolve()
-    here = Path(start or Path.cwd()).resolve()
+        return _named_spec(env, f" (named by ${SPEC_ENV})")
+    here = Path.cwd().resolve()
     for folder in (here, *here.parents):
-        candidate = folder / "mlforge.yaml"
+        candidate = folder / SPEC_FILE
         if candidate.is_file():
             return candidate
-    raise SpecError(str(here / "mlforge.yaml"), ["file not found (set MLFORGE_SPEC or run inside a project)"])
+    raise SpecError(str(here / SPEC_FILE), [f"file not found (set {SPEC_ENV} or run inside a project)"])
+
+
+def _named_spec(path: Path, origin: str) -> Path:
+    p = path.expanduser().resolve()
+    if p.is_dir():
+        p = p / SPEC_FILE
+    if not p.is_file():
+        raise SpecError(str(p), [f"file not found{origin}"])
+    return p
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Resolved locations of every external part."""
+class ProjectSettings:
+    """Resolved locations of every external part (spec values overridden by the environment)."""
 
     state_dir: Path
     storage_root: str
@@ -81,42 +102,35 @@ def redact_url(url: str) -> str:
     return url
 
 
-def resolve_settings(spec: ProjectSpec, root: Path, state_dir: str | Path | None = None) -> Settings:
+def resolve_settings(spec: ProjectSpec, root: Path, state_dir: str | Path | None = None) -> ProjectSettings:
     """Spec values, overridden by environment variables, with embedded defaults under the state folder.
 
     `state_dir` (tests, the CLI's --home) wins over MLFORGE_HOME and the spec.
     """
+    env = get_settings()
     infra = spec.infrastructure
-    state = (
-        Path(state_dir or os.environ.get("MLFORGE_HOME") or (root / infra.state_dir)).expanduser().resolve()
-    )
-    storage_root = os.environ.get("MLFORGE_STORAGE_ROOT") or infra.storage.root or str(state / "storage")
+    state = Path(state_dir or env.home or (root / infra.state_dir)).expanduser().resolve()
+    storage_root = env.storage_root or infra.storage.root or str(state / "storage")
     if "://" not in storage_root and not Path(storage_root).is_absolute():
         storage_root = str((root / storage_root).resolve())
-    online = os.environ.get("MLFORGE_ONLINE_STORE_URL") or infra.online_store.url
+    online = secret_value(env.online_store_url) or infra.online_store.url
     if online == "embedded":
         online = f"sqlite:///{state / 'online' / 'online.db'}"
     tracking = (
-        os.environ.get("MLFLOW_TRACKING_URI")
+        secret_value(env.mlflow_tracking_uri)
         or infra.tracking.uri
         or f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
     )
-    artifacts = (
-        os.environ.get("MLFORGE_ARTIFACT_ROOT")
-        or infra.tracking.artifact_root
-        or (state / "mlflow" / "artifacts").as_uri()
-    )
-    endpoint = os.environ.get("MLFORGE_S3_ENDPOINT_URL") or infra.storage.endpoint_url
+    artifacts = env.artifact_root or infra.tracking.artifact_root or (state / "mlflow" / "artifacts").as_uri()
+    endpoint = env.s3_endpoint_url or infra.storage.endpoint_url
     # An s3:// artifact root lives on MLFLOW_S3_ENDPOINT_URL when that is set, else on the storage's
     # own S3 endpoint (one S3 server for everything).
-    artifact_endpoint = (
-        (os.environ.get("MLFLOW_S3_ENDPOINT_URL") or endpoint) if artifacts.startswith("s3://") else None
-    )
-    return Settings(
+    artifact_endpoint = (env.mlflow_s3_endpoint_url or endpoint) if artifacts.startswith("s3://") else None
+    return ProjectSettings(
         state_dir=state,
         storage_root=storage_root,
         storage_endpoint_url=endpoint,
-        storage_region=os.environ.get("AWS_REGION") or infra.storage.region,
+        storage_region=env.aws_region or infra.storage.region,
         online_store_url=online,
         online_key_prefix=f"{infra.online_store.key_prefix}:{spec.project}",
         tracking_uri=tracking,
@@ -126,21 +140,31 @@ def resolve_settings(spec: ProjectSpec, root: Path, state_dir: str | Path | None
 
 
 class Project:
-    """A spec plus its folder and settings; builds the core clients on first use."""
+    """A spec plus its folder and settings; builds the core clients on first use.
 
-    def __init__(self, spec: ProjectSpec, root: Path, settings: Settings | None = None) -> None:
+    `spec_path` is the file the spec was loaded from (what every command prints); a project built
+    from a spec in memory names `<root>/mlforge.yaml`.
+    """
+
+    def __init__(
+        self,
+        spec: ProjectSpec,
+        root: Path,
+        settings: ProjectSettings | None = None,
+        spec_path: Path | None = None,
+    ) -> None:
         self.spec = spec
         self.root = root
+        self.spec_path = spec_path or root / SPEC_FILE
         self.settings = settings or resolve_settings(spec, root)
 
     @classmethod
     def load(cls, path: str | Path | None = None, state_dir: str | Path | None = None) -> Project:
-        """Load the project whose spec is at `path` (or found from the cwd / $MLFORGE_SPEC)."""
-        spec_path = Path(path).resolve() if path else find_spec_path()
-        if spec_path.is_dir():
-            spec_path = spec_path / "mlforge.yaml"
+        """Load the project whose spec `resolve_spec_path(path)` names."""
+        spec_path = resolve_spec_path(path)
         spec = load_spec(spec_path)
-        return cls(spec, spec_path.parent, resolve_settings(spec, spec_path.parent, state_dir))
+        root = spec_path.parent
+        return cls(spec, root, resolve_settings(spec, root, state_dir), spec_path)
 
     @cached_property
     def storage(self) -> Storage:

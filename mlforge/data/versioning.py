@@ -23,7 +23,6 @@ import builtins
 import contextlib
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlforge.config.settings import get_settings
 from mlforge.errors import MLForgeError
 from mlforge.io import layout
 
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from mlforge.config.project import Project
     from mlforge.data.raw import StoredPartition
 
-ENV_SWITCH = "MLFORGE_DVC"
-ENV_REMOTE = "MLFORGE_DVC_REMOTE"
-ENV_ENDPOINT = "MLFORGE_DVC_ENDPOINT_URL"
 REMOTE_NAME = "storage"
 
 _process_lock = threading.Lock()
@@ -52,7 +49,7 @@ class VersioningError(MLForgeError):
 
 def versioning_enabled() -> bool:
     """Whether raw materializations are versioned with DVC (`MLFORGE_DVC=off` turns it off)."""
-    return os.environ.get(ENV_SWITCH, "on").strip().lower() not in ("0", "off", "false", "no")
+    return get_settings().dvc
 
 
 def md5_hex(data: bytes) -> str:
@@ -94,8 +91,8 @@ class DatasetVersions:
     def for_project(cls, project: Project) -> DatasetVersions:
         """The project's repository at `<state>/dvc`, with the remote the environment or storage names."""
         s = project.settings
-        remote = os.environ.get(ENV_REMOTE)
-        endpoint = os.environ.get(ENV_ENDPOINT)
+        env = get_settings()
+        remote, endpoint = env.dvc_remote, env.dvc_endpoint_url
         if not remote and s.storage_root.startswith("s3://"):
             # DVC's remote URL names the folder without a trailing slash
             remote = s.storage_root.rstrip("/") + "/" + layout.dvc_remote().rstrip("/")

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlforge.config.settings import get_settings
 from mlforge.errors import DataError, MLForgeError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -162,9 +163,8 @@ class S3Storage:
         self.prefix = prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.endpoint_url = endpoint_url or None
-        self.region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        )
+        env = get_settings()
+        self.region = region or env.aws_region or env.aws_default_region or "us-east-1"
         if client is None:
             import boto3  # boto3 costs ~0.3 s to import; only S3 users pay it
             from botocore.config import Config

@@ -327,12 +327,10 @@ def load_booster(
         from mlforge.io.storage import S3Storage
 
         root, _, name = uri.rpartition("/")
-        endpoint = (
-            endpoint_url
-            or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-            or os.environ.get("MLFORGE_S3_ENDPOINT_URL")
-            or None
-        )
+        from mlforge.config.settings import get_settings
+
+        env = get_settings()
+        endpoint = endpoint_url or env.mlflow_s3_endpoint_url or env.s3_endpoint_url or None
         store = S3Storage(
             root,
             endpoint_url=endpoint,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import secrets
 import threading
 import time
@@ -361,10 +360,11 @@ class PredictionLogger:
     @classmethod
     def from_env(cls, storage: Storage) -> PredictionLogger:
         """A logger with ``MLFORGE_PREDICTION_LOG_BATCH_ROWS`` / ``…_INTERVAL_S`` when set."""
+        from mlforge.config.settings import get_settings
+
+        env = get_settings()
         return cls(
-            storage,
-            batch_rows=int(os.environ.get("MLFORGE_PREDICTION_LOG_BATCH_ROWS", "10000")),
-            interval_s=float(os.environ.get("MLFORGE_PREDICTION_LOG_INTERVAL_S", "5")),
+            storage, batch_rows=env.prediction_log_batch_rows, interval_s=env.prediction_log_interval_s
         )
 
     # -- the request path ---------------------------------------------------------------------
