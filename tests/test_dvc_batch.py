@@ -11,8 +11,9 @@ import yaml
 
 from mlforge.config.project import Project
 from mlforge.config.spec import parse_spec
-from mlforge.data.raw import meta_key, partition_key, store_days
+from mlforge.data.raw import store_days
 from mlforge.data.versioning import DatasetVersions, DvcBatch, md5_hex
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, read_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,9 +39,9 @@ def test_store_days_records_each_day_s_md5_and_push_reports_the_batch(tmp_path: 
     manifest = versions.manifest("transactions")
     assert sorted(manifest) == [d.isoformat() for d in DAYS]  # the empty 2nd included
     for p in stored:
-        data = storage.read_bytes(partition_key("transactions", p.day))
+        data = storage.read_bytes(layout.raw_data("transactions", p.day))
         assert p.dvc_md5 == md5_hex(data) == manifest[p.day.isoformat()]
-        assert read_json(storage, meta_key("transactions", p.day))["dvc_md5"] == p.dvc_md5
+        assert read_json(storage, layout.raw_meta("transactions", p.day))["dvc_md5"] == p.dvc_md5
     assert batch.dataset_md5 == versions.list()[0].md5 and batch.dataset_md5.endswith(".dir")
 
     meta = batch.push(stored[-1])

@@ -16,13 +16,12 @@ from mlforge.features.labels import (
     LABEL,
     StoredLabels,
     build_labels,
-    label_key,
-    label_meta_key,
     label_view,
     write_labels,
 )
 from mlforge.features.offline import write_snapshot
 from mlforge.features.snapshots import EVENT_TS
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, Storage, read_json, read_parquet
 from mlforge.io.timeline import days_between, end_of
 
@@ -74,11 +73,11 @@ def test_labels_of_each_day_are_stored_with_their_sidecar(tmp_path: Path, spec: 
     # 1st: the horizon 2nd..4th has a's purchase; 3rd: 4th..6th has a's and c's
     expected = {d(1): {"a": 0, "b": 1, "c": 1}, d(3): {"a": 0, "b": 1, "c": 0}}
     for day, want in expected.items():
-        labels = read_parquet(storage, label_key("churn", day))
+        labels = read_parquet(storage, layout.label_data("churn", day))
         assert labels.columns == ["customer_id", EVENT_TS, LABEL]
         assert dict(zip(labels["customer_id"], labels[LABEL], strict=True)) == want
         assert labels["customer_id"].to_list() == sorted(want)
-        side = read_json(storage, label_meta_key("churn", day))
+        side = read_json(storage, layout.label_meta("churn", day))
         assert side == {"rows": 3, "sha256": next(s.sha256 for s in stored if s.day == day)}
     assert [(s.day, s.rows, s.positives) for s in stored] == [(d(1), 3, 2), (d(3), 3, 1)]
 
@@ -89,7 +88,7 @@ def test_write_labels_counts_positives_and_hashes_the_parquet(tmp_path: Path) ->
     storage = LocalStorage(tmp_path)
     labels = pl.DataFrame({"customer_id": ["a", "b"], LABEL: pl.Series([1, 1], dtype=pl.Int8)})
     stored = write_labels(storage, "churn", d(2), labels)
-    digest = hashlib.sha256(storage.read_bytes(label_key("churn", d(2)))).hexdigest()
+    digest = hashlib.sha256(storage.read_bytes(layout.label_data("churn", d(2)))).hexdigest()
     assert stored == StoredLabels(d(2), 2, 2, digest)
 
 
@@ -113,7 +112,7 @@ def test_missing_snapshots_or_raw_days_are_refused_before_writing(tmp_path: Path
         build_labels(storage, spec, model, [d(1)])
     assert missing_raw.value.stage == "labels/churn" and missing_raw.value.upstream == "raw/transactions"
     assert missing_raw.value.missing == ["1997-01-04"]
-    assert not storage.exists(label_meta_key("churn", d(1)))
+    assert not storage.exists(layout.label_meta("churn", d(1)))
 
 
 def test_the_labelled_view_is_the_first_of_the_service(spec: ProjectSpec) -> None:

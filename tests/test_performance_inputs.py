@@ -11,8 +11,8 @@ import pytest
 
 from mlforge.errors import MissingPartitionsError
 from mlforge.features.labels import LABEL, write_labels
+from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, Storage, write_parquet
-from mlforge.models.predictions import predictions_key
 from mlforge.monitoring.performance import DayInputs, concat_logs, read_day_inputs
 from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger, empty_frame
 
@@ -53,7 +53,7 @@ def predictions_frame() -> pl.DataFrame:
 def test_a_matured_day_has_labels_predictions_and_every_endpoint_s_log(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     write_labels(storage, "churn", DAY, labels_frame())
-    write_parquet(storage, predictions_key("churn", DAY), predictions_frame())
+    write_parquet(storage, layout.predictions("churn", DAY), predictions_frame())
     log_rows(storage, "one", 3)
     log_rows(storage, "two", 2, names=("f", "g"))
 
@@ -66,7 +66,7 @@ def test_a_matured_day_has_labels_predictions_and_every_endpoint_s_log(tmp_path:
 
 def test_a_day_whose_labels_have_not_matured_reads_only_the_log(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    write_parquet(storage, predictions_key("churn", DAY), predictions_frame())  # not read without labels
+    write_parquet(storage, layout.predictions("churn", DAY), predictions_frame())  # not read without labels
     log_rows(storage, "one", 4)
     inputs = read_day_inputs(storage, "churn", DAY, ["one"])
     assert inputs.labels is None and inputs.predictions is None and inputs.log.height == 4
