@@ -22,7 +22,7 @@ from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
 from mlforge.io.storage import read_parquet, write_json
 from mlforge.models.predictions import predict_frame
-from mlforge.models.registration import champion_or_fail
+from mlforge.models.registration import champion_or_fail, version_model
 from mlforge.models.tracking import ModelVersionInfo
 from mlforge.models.training import model_dir
 from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_key, drift_report
@@ -86,8 +86,8 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             log_res = None
             if served.height >= MIN_DRIFT_LOG_ROWS:
                 if scored_reference is None:
-                    booster = stage.tracker.load_booster(champion.booster_uri)
-                    scores = predict_frame(booster, reference, features)
+                    champion_model = version_model(stage.tracker, champion, model)
+                    scores = predict_frame(champion_model, reference, features)
                     scored_reference = reference.with_columns(pl.Series(SCORE, scores))
                 cols = [c for c in [*features, SCORE] if c in served.columns]
                 log_res = drift_report(scored_reference, served, cols, mon.method, mon.threshold)
