@@ -27,8 +27,9 @@ Scorers, all with one thread (what serving configures):
 
 Per row count (1, 4, 100) every scorer runs ``--rounds`` rounds of ``--calls`` calls, the scorers
 alternating within each round so that they share the machine's state; each round gives a mean per
-call, the table the median over rounds and the median of the per-round ratios to
-``inplace_predict``. Before timing, every scorer's scores of holdout rows (the first 500 one row at
+call — wall time and the CPU time of the calling thread (every scorer runs single-threaded on it;
+on a shared machine CPU time is the steadier of the two) — and the table the median over rounds
+and the median of the per-round ratios to ``inplace_predict``. Before timing, every scorer's scores of holdout rows (the first 500 one row at
 a time, the first 2,000 in 4s, all in 100s) are compared with ``inplace_predict``'s: max abs
 difference and whether they are bit-identical. The load average is printed: the machine is shared,
 so absolute times drift between runs and the ratios are what compares.
@@ -157,10 +158,12 @@ def agreement(fns: dict[str, Scorer], x: np.ndarray) -> dict[str, dict[str, Any]
 
 def measure(
     fns: dict[str, Scorer], x: np.ndarray, size: int, rounds: int, calls: int
-) -> dict[str, list[float]]:
-    """Per-call seconds of each scorer, one mean per round, scorers alternating within a round."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-call wall and CPU seconds (this thread's) of each scorer, one mean per round, the scorers
+    alternating within a round."""
     chunks = [np.ascontiguousarray(x[s : s + size]) for s in range(0, calls * size, size)]
     per: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():  # warm up
         for c in chunks[:20]:
             fn(c)
@@ -168,20 +171,21 @@ def measure(
     try:
         for _ in range(rounds):
             for name, fn in fns.items():
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 for c in chunks:
                     fn(c)
                 per[name].append((time.perf_counter() - t0) / calls)
+                cpu[name].append((time.thread_time() - c0) / calls)
     finally:
         gc.enable()
-    return per
+    return per, cpu
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="booster file to load instead of training the example model")
     ap.add_argument("--train-snapshots", type=int, default=8, help="newest training snapshots (0: all)")
-    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=100, help="calls per scorer and round")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
@@ -213,16 +217,19 @@ def main() -> None:
     table: list[dict[str, Any]] = []
     for size in SIZES:
         calls = a.calls if size < 100 else max(20, a.calls // 4)
-        per = measure(fns, x, size, a.rounds, calls)
-        ref = per["inplace_predict"]
+        per, cpu = measure(fns, x, size, a.rounds, calls)
+        ref, ref_cpu = per["inplace_predict"], cpu["inplace_predict"]
         for name, times in per.items():
             ratios = [t / r for t, r in zip(times, ref, strict=True)]
+            cpu_ratios = [t / r for t, r in zip(cpu[name], ref_cpu, strict=True)]
             table.append(
                 {
                     "rows": size,
                     "scorer": name,
                     "median_us": statistics.median(times) * 1e6,
                     "ratio": statistics.median(ratios),
+                    "cpu_us": statistics.median(cpu[name]) * 1e6,
+                    "cpu_ratio": statistics.median(cpu_ratios),
                     **agree[name],
                 }
             )
@@ -231,11 +238,15 @@ def main() -> None:
         f"treelite {__import__('treelite').__version__}, python {platform.python_version()}; "
         f"{a.rounds} rounds × {a.calls} calls (100 rows: {max(20, a.calls // 4)} calls)\n"
     )
-    print("| rows | scorer | median per call | vs inplace_predict | max abs diff | bit-identical |")
-    print("|---:|---|---:|---:|---:|---|")
+    print(
+        "| rows | scorer | wall per call | vs inplace_predict | CPU per call | vs inplace_predict "
+        "| max abs diff | bit-identical |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---|")
     for r in table:
         print(
             f"| {r['rows']} | {r['scorer']} | {r['median_us']:.1f} µs | {r['ratio']:.2f}× | "
+            f"{r['cpu_us']:.1f} µs | {r['cpu_ratio']:.2f}× | "
             f"{r['max_abs_diff']:.1e} | {'yes' if r['bit_identical'] else 'no'} |"
         )
     for size in SIZES:
