@@ -22,7 +22,7 @@ from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
 from mlforge.io import layout
 from mlforge.io.storage import read_parquet, write_json
-from mlforge.models.registration import champion_or_fail
+from mlforge.models.registration import champion_or_fail, version_model
 from mlforge.models.tracking import ModelVersionInfo
 from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_report
 from mlforge.monitoring.drift_inputs import SCORE, drift_columns, scored_reference, served_inputs
@@ -66,8 +66,8 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             log_res = None
             if served.height >= MIN_DRIFT_LOG_ROWS:
                 if scored is None:  # scored once per run, only if a day has enough served rows
-                    booster = stage.tracker.load_booster(champion.booster_uri)
-                    scored = scored_reference(booster, reference, features)
+                    champion_model = version_model(stage.tracker, champion, model)
+                    scored = scored_reference(champion_model, reference, features)
                 cols = drift_columns(served, features)
                 log_res = drift_report(scored, served, cols, mon.method, mon.threshold)
                 write_report(stage, d, "log_report", log_res)

@@ -13,7 +13,7 @@ from mlforge.features.refs import service_features
 from mlforge.io import layout
 from mlforge.io.storage import write_parquet
 from mlforge.models.predictions import score_frame
-from mlforge.models.registration import champion_or_fail
+from mlforge.models.registration import champion_or_fail, version_model
 from mlforge_assets.conditions import after_upstream
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
@@ -31,11 +31,11 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         champion = champion_or_fail(stage.tracker, model.name, f"predictions/{model.name}")
-        booster = stage.tracker.load_booster(champion.booster_uri)
+        champion_model = version_model(stage.tracker, champion, model)
         total, last = 0, None
         for d in days:
             frame = service_frame(stage.storage, spec, model.feature_service, d)
-            last = score_frame(booster, frame, features, join_key, champion.version)
+            last = score_frame(champion_model, frame, features, join_key, champion.version)
             write_parquet(stage.storage, layout.predictions(model.name, d), last)
             total += last.height
         assert last is not None

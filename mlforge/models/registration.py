@@ -12,6 +12,7 @@ from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet, write_json
 from mlforge.io.timeline import key
+from mlforge.models.base import ALGORITHM_TAG, FittedModel
 from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide
 from mlforge.models.metrics import evaluate
 from mlforge.models.predictions import predict_frame
@@ -49,15 +50,19 @@ def register_cutoff(
     mv = existing or tracker.register(
         model.name,
         logged,
-        {**tags, "mlforge.cutoff": key(cutoff), "mlforge.data_version": trained.data_version},
+        {
+            **tags,
+            "mlforge.cutoff": key(cutoff),
+            "mlforge.data_version": trained.data_version,
+            ALGORITHM_TAG: model.algorithm,
+        },
     )
     tracker.set_alias(model.name, CHALLENGER, mv.version)
     champion = tracker.alias(model.name, CHAMPION)
     champion_metric = None
     if champion is not None and champion.version != mv.version:
         holdout = read_parquet(storage, layout.model_holdout(model.name, cutoff))
-        booster = tracker.load_booster(champion.booster_uri)
-        scores = predict_frame(booster, holdout, trained.features)
+        scores = predict_frame(version_model(tracker, champion, model), holdout, trained.features)
         champion_metric = evaluate(scores, holdout[LABEL].to_numpy())[model.gate.metric]
     candidate = trained.metrics[model.gate.metric]
     if champion is not None and champion.version == mv.version:
@@ -79,3 +84,12 @@ def champion_or_fail(tracker: Tracker, model: str, stage: str) -> ModelVersionIn
     if champion is None:
         raise ModelNotFoundError(f"{stage}: model {model} has no champion yet; register one first")
     return champion
+
+
+def version_model(tracker: Tracker, version: ModelVersionInfo, model: ModelSpec) -> FittedModel:
+    """The model of a registered version, loaded with the algorithm it was fitted with.
+
+    That is its ``mlforge.algorithm`` tag; versions registered before the tag existed are XGBoost,
+    as is the spec's default, so the spec's algorithm stands in for them.
+    """
+    return tracker.load_model(version.booster_uri, version.tags.get(ALGORITHM_TAG, model.algorithm))

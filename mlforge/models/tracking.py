@@ -18,11 +18,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mlforge.errors import ModelNotFoundError, StoreUnavailableError
+from mlforge.models.base import FittedModel, model_class
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-PIP_REQUIREMENTS = ["xgboost-cpu>=3.0", "numpy"]
+#: File of the native model inside a logged XGBoost model (what a manifest's booster_uri names).
+#: Registry lookups (`Tracker.version`, `alias`) assume it; a second algorithm's file name will
+#: come from the version's mlforge.algorithm tag.
 MODEL_FILE = "model.ubj"
 
 
@@ -35,11 +38,12 @@ class LoggedModel:
     model_uri: str  # models:/m-…
     artifact_location: str  # folder holding MLmodel and the booster
     experiment_id: str
+    model_file: str = MODEL_FILE  # the FittedModel's model_file
 
     @property
     def booster_uri(self) -> str:
         """Location of the native booster file inside the artifacts."""
-        return f"{self.artifact_location.rstrip('/')}/{MODEL_FILE}"
+        return f"{self.artifact_location.rstrip('/')}/{self.model_file}"
 
 
 @dataclass(frozen=True)
@@ -102,16 +106,25 @@ class Tracker:
             env["AWS_DEFAULT_REGION"] = self.s3_region
         return env
 
-    def load_booster(self, uri: str) -> xgb.Booster:
-        """A booster of this tracker's artifacts (an s3:// URI is read from its endpoint)."""
-        return load_booster(
+    def load_model(self, uri: str, algorithm: str = "xgboost") -> FittedModel:
+        """A model of this tracker's artifacts (an s3:// URI is read from its endpoint)."""
+        return load_model(
             uri,
+            algorithm,
             endpoint_url=self.s3_endpoint_url,
             region=self.s3_region,
             aws_access_key_id=self._keys["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self._keys["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=self._keys["AWS_SESSION_TOKEN"],
         )
+
+    def load_booster(self, uri: str) -> xgb.Booster:
+        """The native XGBoost booster at `uri` (for callers that need the library's object)."""
+        from mlforge.models.xgboost_model import XGBoostModel
+
+        model = self.load_model(uri, XGBoostModel.algorithm)
+        assert isinstance(model, XGBoostModel)
+        return model.booster
 
     @property
     def client(self) -> Any:
@@ -143,19 +156,18 @@ class Tracker:
         self,
         experiment: str,
         run_name: str,
-        booster: xgb.Booster,
-        params: dict[str, Any],
+        model: FittedModel,
         metrics: dict[str, float],
         tags: dict[str, str],
-        feature_names: list[str],
         artifacts: dict[str, bytes] | None = None,
     ) -> LoggedModel:
-        """Log one training run: params, metrics, tags, the booster with its signature."""
+        """Log one training run: the model's params, metrics, tags, the model (its MLflow flavor)
+        with its signature, and extra artifacts."""
         import mlflow
-        import mlflow.xgboost
         import numpy as np
         from mlflow.models import infer_signature
 
+        feature_names = model.feature_names
         exp_id = self.experiment_id(experiment)
         example = np.zeros((1, len(feature_names)), dtype=np.float32)
         import pandas as pd
@@ -169,16 +181,9 @@ class Tracker:
             _fluent_uri(self.tracking_uri),
             mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags) as run,
         ):
-            mlflow.log_params({k: str(v) for k, v in params.items()})
+            mlflow.log_params({k: str(v) for k, v in model.params.items()})
             mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
-            info = mlflow.xgboost.log_model(
-                booster,
-                name="model",
-                signature=signature,
-                pip_requirements=PIP_REQUIREMENTS,
-                model_format="ubj",
-                tags=tags,
-            )
+            info = model.log_mlflow("model", signature, tags)
             for fname, data in (artifacts or {}).items():
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / fname
@@ -191,6 +196,7 @@ class Tracker:
             model_uri=f"models:/{info.model_id}",
             artifact_location=str(logged.artifact_location),
             experiment_id=exp_id,
+            model_file=model.model_file,
         )
 
     def register(self, name: str, logged: LoggedModel, tags: dict[str, str]) -> ModelVersionInfo:
@@ -304,24 +310,24 @@ def _scoped_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def load_booster(
+def load_model(
     uri: str,
+    algorithm: str = "xgboost",
     endpoint_url: str | None = None,
     region: str | None = None,
     *,
     aws_access_key_id: str | None = None,
     aws_secret_access_key: str | None = None,
     aws_session_token: str | None = None,
-) -> xgb.Booster:
-    """Load a native booster from a local path, file:// URI or s3:// URI.
+) -> FittedModel:
+    """Load a model of `algorithm` from a local path, file:// URI or s3:// URI.
 
     An s3:// URI is read from `endpoint_url` (pass the artifact endpoint of the settings /
-    `Tracker.load_booster`). Without one it falls back to MLFLOW_S3_ENDPOINT_URL, then
+    `Tracker.load_model`). Without one it falls back to MLFLOW_S3_ENDPOINT_URL, then
     MLFORGE_S3_ENDPOINT_URL — where MLflow and MLForge would look — then AWS. Keys: explicit, else
     the standard AWS_* chain.
     """
-    import xgboost as xgb
-
+    cls = model_class(algorithm)
     if uri.startswith("s3://"):
         from mlforge.errors import DataError
         from mlforge.io.storage import S3Storage
@@ -343,13 +349,36 @@ def load_booster(
             raw = store.read_bytes(name)
         except DataError:
             raise ModelNotFoundError(f"model file not found: {uri} (on {endpoint or 'AWS S3'})") from None
-        booster = xgb.Booster()
-        booster.load_model(bytearray(raw))
-        return booster
+        return cls.from_bytes(raw)
     path = urlparse(uri).path if uri.startswith("file://") else uri
     if not Path(path).is_file():
         raise ModelNotFoundError(f"model file not found: {uri}")
-    return xgb.Booster(model_file=path)
+    return cls.load(path)
+
+
+def load_booster(
+    uri: str,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    *,
+    aws_access_key_id: str | None = None,
+    aws_secret_access_key: str | None = None,
+    aws_session_token: str | None = None,
+) -> xgb.Booster:
+    """The native XGBoost booster at `uri` (local path, file:// or s3://; see :func:`load_model`)."""
+    from mlforge.models.xgboost_model import XGBoostModel
+
+    model = load_model(
+        uri,
+        XGBoostModel.algorithm,
+        endpoint_url,
+        region,
+        aws_access_key_id=aws_access_key_id,
+        aws_secret_access_key=aws_secret_access_key,
+        aws_session_token=aws_session_token,
+    )
+    assert isinstance(model, XGBoostModel)
+    return model.booster
 
 
 def tags_json(tags: dict[str, Any]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Training: a point-in-time training set for a cutoff, a time-aware split, XGBoost, evaluation.
+"""Training: a point-in-time training set for a cutoff, a time-aware split, the model, evaluation.
 
 The training set for cutoff D uses only snapshots whose labels had matured by D (see
 `timeline.training_dates`), joined point-in-time from the offline store, so the model for D is
@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -30,11 +30,9 @@ from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.io.timeline import clip, key, training_dates
+from mlforge.models.base import ALGORITHM_TAG, FittedModel, fit_model
 from mlforge.models.metrics import evaluate
 from mlforge.models.tracking import LoggedModel, Tracker
-
-if TYPE_CHECKING:
-    import xgboost as xgb
 
 
 @dataclass
@@ -107,36 +105,9 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
     )
 
 
-def xgb_params(model: ModelSpec) -> tuple[dict[str, Any], int]:
-    """XGBoost booster params and the number of rounds from the spec's params."""
-    params = dict(model.params)
-    rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 100)))
-    params.setdefault("objective", "binary:logistic")
-    params.setdefault("eval_metric", "auc")
-    params.setdefault("tree_method", "hist")
-    params.setdefault("nthread", 2)
-    params["seed"] = model.training.seed
-    return params, rounds
-
-
-def train_model(data: TrainingData, model: ModelSpec) -> xgb.Booster:
-    """Fit the booster on the training part (deterministic for the same data and params)."""
-    import xgboost as xgb
-
-    x, y = data.matrix("train")
-    params, rounds = xgb_params(model)
-    dtrain = xgb.DMatrix(x, label=y, feature_names=data.features)
-    return xgb.train(params, dtrain, num_boost_round=rounds)
-
-
-def predict(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
-    """Positive-class probabilities for a float32 matrix (native, no pandas)."""
-    return np.asarray(booster.inplace_predict(x), dtype=np.float64)
-
-
-def booster_sha256(booster: xgb.Booster) -> str:
-    """Hash of the booster's serialized trees: equal hashes mean identical models."""
-    return hashlib.sha256(bytes(booster.save_raw(raw_format="ubj"))).hexdigest()
+def train_model(data: TrainingData, model: ModelSpec) -> FittedModel:
+    """Fit the spec's algorithm on the training part (deterministic for the same data and params)."""
+    return fit_model(data, model)
 
 
 @dataclass(frozen=True)
@@ -188,13 +159,12 @@ def train_cutoff(
 ) -> TrainedModel:
     """Build the point-in-time training set for `cutoff`, train, evaluate, log to MLflow."""
     data = build_training_data(storage, spec, model, cutoff)
-    booster = train_model(data, model)
+    fitted = train_model(data, model)
     x_hold, y_hold = data.matrix("holdout")
-    metrics = evaluate(predict(booster, x_hold), y_hold)
+    metrics = evaluate(fitted.predict(x_hold), y_hold)
     lineage = json.dumps(data.data_versions, sort_keys=True)
     data_version = hashlib.sha256(lineage.encode()).hexdigest()[:16]
-    digest = booster_sha256(booster)
-    params, rounds = xgb_params(model)
+    digest = fitted.sha256()
     run_tags = {
         **tags,
         "mlforge.model": model.name,
@@ -203,15 +173,14 @@ def train_cutoff(
         "mlforge.train_days": f"{data.train_days[0]}..{data.train_days[-1]}",
         "mlforge.holdout_day": key(data.holdout_day),
         "mlforge.booster_sha256": digest,
+        ALGORITHM_TAG: fitted.algorithm,
     }
     logged = tracker.log_training(
         experiment=f"{spec.project}/{model.name}",
         run_name=f"{model.name}-{key(cutoff)}",
-        booster=booster,
-        params={**params, "num_boost_round": rounds},
+        model=fitted,
         metrics={f"holdout_{k}": v for k, v in metrics.items()},
         tags=run_tags,
-        feature_names=data.features,
         artifacts={"data_versions.json": lineage.encode()},
     )
     write_parquet(storage, layout.model_holdout(model.name, cutoff), data.holdout)

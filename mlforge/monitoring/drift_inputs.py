@@ -18,7 +18,7 @@ from mlforge.models.predictions import predict_frame
 from mlforge.monitoring.prediction_log import answering_rows, ok_scored_rows, read_prediction_log
 
 if TYPE_CHECKING:
-    import xgboost as xgb
+    from mlforge.models.base import FittedModel
 
 #: The score column on both sides of the served-predictions drift report.
 SCORE = "score"
@@ -53,6 +53,6 @@ def drift_columns(served: pl.DataFrame, features: list[str]) -> list[str]:
     return [c for c in [*features, SCORE] if c in served.columns]
 
 
-def scored_reference(booster: xgb.Booster, reference: pl.DataFrame, features: list[str]) -> pl.DataFrame:
+def scored_reference(model: FittedModel, reference: pl.DataFrame, features: list[str]) -> pl.DataFrame:
     """The reference with the champion's score of every row, to compare served scores against."""
-    return reference.with_columns(pl.Series(SCORE, predict_frame(booster, reference, features)))
+    return reference.with_columns(pl.Series(SCORE, predict_frame(model, reference, features)))
