@@ -177,7 +177,9 @@ class FeatureStore:
         key = features if isinstance(features, str) else tuple(features)
         plan = self._plans.get(key)
         if plan is None:
-            plan = OnlineReadPlan.of(self.project.spec, _refs(self.project, key if isinstance(key, str) else list(key)))
+            plan = OnlineReadPlan.of(
+                self.project.spec, _refs(self.project, key if isinstance(key, str) else list(key))
+            )
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
             self._plans[key] = plan
