@@ -27,7 +27,8 @@ from mlforge.features.offline import read_snapshot
 from mlforge.features.online import open_online_store
 from mlforge.models.predictions import score_frame
 from mlforge.models.tracking import load_booster
-from serving.app import PredictionBatch, create_app
+from mlforge.monitoring.prediction_log import PredictionBatch
+from serving.app import create_app
 
 ENDPOINT = "churn-api"
 VIEW = "customer_activity"

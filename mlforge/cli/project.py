@@ -108,7 +108,7 @@ def serve(
 ) -> None:
     """Serve the deployed endpoints over HTTP (POST /predict/{endpoint})."""
     project = load_project(spec, home)
-    from serving.app import run
+    from serving.server import run
 
     print(
         f"serving {', '.join(d.endpoint for d in project.spec.deployments)} of {project.spec_path} "

@@ -17,6 +17,7 @@ import polars as pl
 from mlforge.config.project import Project
 from mlforge.features.offline import point_in_time_join, read_snapshots, stored_snapshot_days
 from mlforge.features.online import OnlineStore, open_online_store
+from mlforge.features.read_plan import OnlineReadPlan
 from mlforge.features.refs import feature_names, resolve_refs
 from mlforge.features.snapshots import EVENT_TS
 from mlforge.io.timeline import end_of
@@ -74,7 +75,7 @@ class FeatureStore:
     def __init__(self, project: Project, online: OnlineStore | None = None) -> None:
         self.project = project
         self._online = online
-        self._plans: dict[str | tuple[str, ...], _OnlinePlan] = {}
+        self._plans: dict[str | tuple[str, ...], OnlineReadPlan] = {}
 
     @property
     def online(self) -> OnlineStore:
@@ -145,27 +146,30 @@ class FeatureStore:
     def get_online_features(self, features: str | Sequence[str], entity_ids: Sequence[str]) -> OnlineFeatures:
         """Latest values per entity from the online store: one read per view, request order kept."""
         plan = self._online_plan(features)
+        names = [f"{v}:{f}" for v, f in plan.features]
         ids = [str(e) for e in entity_ids]
         if plan.whole_view is not None:  # one view, all its features in order: the read is the answer
             vals, ok = self.online.read(plan.views[0], ids, plan.whole_view)
             values = np.asarray(vals, dtype=np.float64)
             return OnlineFeatures(
-                ids, list(plan.names), values, np.asarray(ok, dtype=bool).reshape(-1, 1), list(plan.views)
+                ids, names, values, np.asarray(ok, dtype=bool).reshape(-1, 1), list(plan.views)
             )
-        values = np.full((len(ids), len(plan.names)), np.nan)
+        values = np.full((len(ids), len(plan.features)), np.nan)
         found = np.zeros((len(ids), len(plan.views)), dtype=bool)
-        for vi, (view, n_features, src, dst) in enumerate(plan.reads):
-            vals, ok = self.online.read(view, ids, n_features)
+        for vi, r in enumerate(plan.reads):
+            vals, ok = self.online.read(r.view, ids, r.width)
             found[:, vi] = ok
-            values[:, dst] = vals[:, src]
-        return OnlineFeatures(ids, list(plan.names), values, found, list(plan.views))
+            values[:, r.dst] = vals[:, r.src]
+        return OnlineFeatures(ids, names, values, found, list(plan.views))
 
-    def _online_plan(self, features: str | Sequence[str]) -> _OnlinePlan:
+    def _online_plan(self, features: str | Sequence[str]) -> OnlineReadPlan:
         """The resolved references of a feature list, computed once per list (the spec is fixed)."""
         key = features if isinstance(features, str) else tuple(features)
         plan = self._plans.get(key)
         if plan is None:
-            plan = _OnlinePlan.of(self.project, key if isinstance(key, str) else list(key))
+            plan = OnlineReadPlan.of(
+                self.project.spec, _refs(self.project, key if isinstance(key, str) else list(key))
+            )
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
             self._plans[key] = plan
@@ -173,29 +177,3 @@ class FeatureStore:
 
 
 _MAX_PLANS = 256
-
-
-@dataclass(frozen=True)
-class _OnlinePlan:
-    """What `get_online_features` reads for one feature list, and where each value goes."""
-
-    names: tuple[str, ...]  # 'view:feature', in request order
-    views: tuple[str, ...]  # in first-reference order
-    reads: tuple[tuple[str, int, np.ndarray, np.ndarray], ...]  # (view, n_features, src cols, dst cols)
-    whole_view: int | None  # n_features when the list is exactly one whole view in order
-
-    @classmethod
-    def of(cls, project: Project, features: str | Sequence[str]) -> _OnlinePlan:
-        refs = _refs(project, features)
-        views = tuple(dict.fromkeys(v for v, _ in refs))
-        reads = []
-        for view in views:
-            names = feature_names(project.spec.feature_view(view))
-            pos = {n: i for i, n in enumerate(names)}
-            dst = [j for j, (v, _) in enumerate(refs) if v == view]
-            src = [pos[refs[j][1]] for j in dst]
-            reads.append((view, len(names), np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)))
-        whole = None
-        if len(reads) == 1 and reads[0][2].tolist() == list(range(reads[0][1])):
-            whole = reads[0][1]
-        return cls(tuple(f"{v}:{f}" for v, f in refs), views, tuple(reads), whole)
