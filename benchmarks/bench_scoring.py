@@ -17,9 +17,10 @@ Scorers, all with one thread (what serving configures):
 
   inplace_predict    ``Booster.inplace_predict`` — the reference; ratios are against it
   compiled trees     ``serving.trees.compile_booster`` (numpy, verified bit-identical at load)
-  C API              serving's ``_scorer`` without its compiled trees: ``XGBoosterPredictFromDense``
-                     with the configuration serialised once (serving/app.py, imported as it is)
-  serving today      serving's ``_scorer`` as it is: compiled trees ≤ 4 rows, else the C API
+  C API              ``serving.scoring.c_api``: ``XGBoosterPredictFromDense`` with the
+                     configuration serialised once
+  serving today      ``serving.scoring.scorer``: compiled trees ≤ 4 rows, else the C API, chosen
+                     and verified by the model seam
   core hook          ``XGBoostModel.scorer(1000, [compiled ≤ 4, C API])`` — the same two
                      candidates through the core's verified-scorer hook (its dispatch overhead)
   treelite           ``treelite.gtil.predict(treelite.frontend.from_xgboost(booster), x, nthread=1)``
@@ -105,19 +106,15 @@ def scorers(booster: Any, n_features: int) -> dict[str, Scorer]:
     import treelite.gtil
     from treelite.gtil.gtil import GTILConfig, _predict_impl
 
-    import serving.app as app
+    from serving.scoring import c_api as serving_c_api
+    from serving.scoring import scorer as serving_scorer
     from serving.trees import compile_booster
 
     compiled = compile_booster(booster, n_features)
     if compiled is None:
         raise SystemExit("compile_booster did not verify this model; nothing to compare")
-    real_compile = app.compile_booster
-    app.compile_booster = lambda *_: None  # type: ignore[assignment]  # _scorer's C API path alone
-    try:
-        c_api = app._scorer(booster, n_features)
-    finally:
-        app.compile_booster = real_compile
-    serving_today = app._scorer(booster, n_features)
+    c_api = serving_c_api(booster)
+    serving_today = serving_scorer(booster, n_features)
     hook = XGBoostModel(booster).scorer(
         1000,
         [

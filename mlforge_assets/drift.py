@@ -61,7 +61,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         for d in days:
             current = service_frame(stage.storage, spec, model.feature_service, d)
             res = drift_report(reference, current, features, mon.method, mon.threshold)
-            write_report(stage, d, "report", res)
+            write_report(stage, d, res, served=False)
             served = served_inputs(stage.storage, endpoints, d, features)
             log_res = None
             if served.height >= MIN_DRIFT_LOG_ROWS:
@@ -70,7 +70,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                     scored = scored_reference(champion_model, reference, features)
                 cols = drift_columns(served, features)
                 log_res = drift_report(scored, served, cols, mon.method, mon.threshold)
-                write_report(stage, d, "log_report", log_res)
+                write_report(stage, d, log_res, served=True)
             summary = {
                 "drift_share": res.drift_share,
                 "dataset_drift": res.dataset_drift,

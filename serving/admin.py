@@ -11,19 +11,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.security import APIKeyHeader
 
+from mlforge.config.settings import env_name, get_settings, secret_value
 from serving.errors import Rejected
 from serving.schemas import AdminResult, ErrorBody, TrafficRequest
 from serving.state import ServingState
 
 log = logging.getLogger("mlforge.serving")
 
-ADMIN_KEY_ENV = "MLFORGE_ADMIN_API_KEY"
+ADMIN_KEY_ENV = env_name("admin_api_key")
 
 _API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description=f"${ADMIN_KEY_ENV}")
 AdminKey = Annotated[str | None, Depends(_API_KEY_HEADER)]
@@ -31,7 +31,7 @@ AdminKey = Annotated[str | None, Depends(_API_KEY_HEADER)]
 
 def read_admin_key() -> bytes | None:
     """The admin key from the environment; None (admin API disabled) when unset."""
-    return (os.environ.get(ADMIN_KEY_ENV) or "").encode() or None
+    return (secret_value(get_settings().admin_api_key) or "").encode() or None
 
 
 def check_key(key: str | None, admin_key: bytes | None) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from mlforge.config.project import Project
+from mlforge.config.settings import get_settings
 from mlforge.errors import MLForgeError
 from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger
 from serving.admin import admin_router, read_admin_key
@@ -43,8 +43,6 @@ from serving.schemas import ErrorBody, PredictRequest, PredictResponse
 from serving.state import ServingState
 
 log = logging.getLogger("mlforge.serving")
-
-PREDICTION_LOG_ENV = "MLFORGE_PREDICTION_LOG"  # "off" disables the default prediction log
 
 
 def create_app(
@@ -66,7 +64,7 @@ def create_app(
         if isinstance(prediction_log, PredictionLogger):
             logger = prediction_log
         elif prediction_log is None:
-            if os.environ.get(PREDICTION_LOG_ENV, "on").lower() not in ("off", "0", "false", "no"):
+            if get_settings().prediction_log:
                 logger = PredictionLogger.from_env(project.storage)
         elif prediction_log:
             logger = PredictionLogger.from_env(project.storage)

@@ -1,9 +1,10 @@
 """Scoring with one XGBoost booster: a verified fast prediction function per booster.
 
-Self-contained: given a loaded ``xgboost.Booster`` and its number of features,
-:func:`scorer` returns a function float32 matrix -> float64 scores that is bit-identical to
-``Booster.inplace_predict`` (the C prediction call with a pre-serialised configuration, and for
-tiny requests the booster's trees compiled to numpy by :mod:`serving.trees`).
+Given a loaded ``xgboost.Booster`` and its number of features, :func:`scorer` returns a function
+float32 matrix -> float64 scores, chosen by the model seam (:meth:`FittedModel.scorer`) among
+serving's candidates: the trees compiled to numpy (:mod:`serving.trees`) for tiny requests and
+XGBoost's C call with a pre-serialised configuration, each verified bit-identical to
+``Booster.inplace_predict`` at load.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlforge.errors import DataError
+from mlforge.models.base import ScorerCandidate, Task, as_model
+from serving.schemas import MAX_BATCH
 from serving.trees import compile_booster
 
 if TYPE_CHECKING:
@@ -63,76 +66,72 @@ _PREDICT_CONFIG = json.dumps(
 ).encode()
 
 
-def scorer(booster: xgb.Booster, n_features: int) -> Scorer:
-    """A function float32 matrix -> float64 scores for `booster`.
+def c_api(booster: xgb.Booster) -> Scorer:
+    """XGBoost's C prediction call with the configuration serialised once.
 
     ``Booster.inplace_predict`` spends about half of a one-row prediction in Python (argument
     JSON, array-interface objects built per call: 102 µs vs 57 µs measured for the example
-    model). The fast path calls the same C function (``XGBoosterPredictFromDense``) with the
-    configuration serialised once. It is used only when it gives bit-identical scores to
-    ``inplace_predict`` on probe rows (with missing values) at load time; otherwise, or if
-    XGBoost's private helpers moved, the plain call is used.
-
-    Requests of at most ``COMPILED_MAX_ROWS`` rows are scored by the booster's trees compiled to
-    numpy arrays (:mod:`serving.trees`: ~23 µs for one row instead of ~53 µs, verified
-    bit-identical to ``inplace_predict`` at load time), when the model allows it.
+    model); this calls the same C function (``XGBoosterPredictFromDense``) directly. It relies on
+    XGBoost's private helpers, so it raises if they moved; the model seam then verifies the
+    result against the library call (:func:`mlforge.models.base.verified_scorer`).
     """
+    import ctypes
 
-    def plain(x: np.ndarray) -> np.ndarray:
-        return np.asarray(booster.inplace_predict(x), dtype=np.float64).reshape(len(x))
+    from xgboost.core import _LIB, _check_call, c_bst_ulong
 
-    try:
-        import ctypes
+    predict = _LIB.XGBoosterPredictFromDense
+    handle = booster.handle
 
-        from xgboost.core import _LIB, _check_call, c_bst_ulong
-
-        predict = _LIB.XGBoosterPredictFromDense
-        handle = booster.handle
-
-        def fast(x: np.ndarray) -> np.ndarray:
-            x = np.ascontiguousarray(x, dtype=np.float32)
-            rows, cols = x.shape
-            array = b'{"data": [%d, true], "shape": [%d, %d], "typestr": "<f4", "version": 3}' % (
-                x.ctypes.data,
-                rows,
-                cols,
+    def fast(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        rows, cols = x.shape
+        array = b'{"data": [%d, true], "shape": [%d, %d], "typestr": "<f4", "version": 3}' % (
+            x.ctypes.data,
+            rows,
+            cols,
+        )
+        shape = ctypes.POINTER(c_bst_ulong)()
+        dims = c_bst_ulong()
+        out = ctypes.POINTER(ctypes.c_float)()
+        _check_call(
+            predict(
+                handle,
+                array,
+                _PREDICT_CONFIG,
+                None,
+                ctypes.byref(shape),
+                ctypes.byref(dims),
+                ctypes.byref(out),
             )
-            shape = ctypes.POINTER(c_bst_ulong)()
-            dims = c_bst_ulong()
-            out = ctypes.POINTER(ctypes.c_float)()
-            _check_call(
-                predict(
-                    handle,
-                    array,
-                    _PREDICT_CONFIG,
-                    None,
-                    ctypes.byref(shape),
-                    ctypes.byref(dims),
-                    ctypes.byref(out),
-                )
-            )
-            size = 1
-            for i in range(dims.value):
-                size *= shape[i]
-            if size != rows:
-                raise DataError(f"expected {rows} scores, XGBoost returned {size}")
-            return np.ctypeslib.as_array(out, shape=(size,)).astype(np.float64)
+        )
+        size = 1
+        for i in range(dims.value):
+            size *= shape[i]
+        if size != rows:
+            raise DataError(f"expected {rows} scores, XGBoost returned {size}")
+        return np.ctypeslib.as_array(out, shape=(size,)).astype(np.float64)
 
-        rng = np.random.default_rng(0)
-        probe = rng.normal(0, 50, (64, n_features)).astype(np.float32)
-        probe[rng.random(probe.shape) < 0.2] = np.nan
-        if not (
-            np.array_equal(fast(probe), plain(probe)) and np.array_equal(fast(probe[:1]), plain(probe[:1]))
-        ):
-            fast = plain
-    except Exception as exc:  # an XGBoost without these internals: the public call
-        log.info("fast XGBoost prediction path unavailable (%s); using inplace_predict", exc)
-        fast = plain
-    compiled = compile_booster(booster, n_features)
-    if compiled is None:
-        return fast
+    return fast
 
-    def small_compiled(x: np.ndarray) -> np.ndarray:
-        return compiled(x) if len(x) <= COMPILED_MAX_ROWS else fast(x)
 
-    return small_compiled
+def scorer(booster: xgb.Booster, n_features: int) -> Scorer:
+    """The fastest verified scorer of `booster`, through the model seam.
+
+    Candidates, fastest first as measured by benchmarks/bench_scoring.py: the booster's trees
+    compiled to numpy (:mod:`serving.trees`) for requests of at most ``COMPILED_MAX_ROWS`` rows,
+    then the C call (:func:`c_api`) for any size. Each is used only if bit-identical to the
+    library's ``inplace_predict`` on probe rows with missing values; a rejected one is logged at
+    WARNING and its requests go to the next verified candidate, in the end to XGBoost's call.
+    """
+    model = as_model(booster)
+    candidates = [
+        ScorerCandidate("C API", lambda m: c_api(m.booster)),
+    ]
+    if model.task is not Task.MULTICLASS:  # the compiled trees decline multiclass by design
+        candidates.insert(
+            0,
+            ScorerCandidate(
+                "compiled trees", lambda m: compile_booster(m.booster, n_features), max_rows=COMPILED_MAX_ROWS
+            ),
+        )
+    return model.scorer(MAX_BATCH, candidates)

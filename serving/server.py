@@ -14,19 +14,17 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from mlforge.config.project import SPEC_ENV, Project
-
-HOME_ENV = "MLFORGE_HOME"
-RELOAD_ENV = "MLFORGE_RELOAD_INTERVAL_S"
-ACCESS_LOG_ENV = "MLFORGE_ACCESS_LOG"  # "on": uvicorn's per-request access log
+from mlforge.config.project import Project
+from mlforge.config.settings import env_name, get_settings
 
 
 def app_from_env() -> FastAPI:
     """The app for `$MLFORGE_SPEC` / `$MLFORGE_HOME` (uvicorn factory, for several workers)."""
     from serving.app import create_app
 
-    project = Project.load(os.environ.get(SPEC_ENV) or None, state_dir=os.environ.get(HOME_ENV) or None)
-    return create_app(project, reload_interval_s=float(os.environ.get(RELOAD_ENV, "2.0")))
+    settings = get_settings()
+    project = Project.load(settings.spec, state_dir=settings.home)
+    return create_app(project, reload_interval_s=settings.reload_interval_s)
 
 
 def run(
@@ -45,7 +43,7 @@ def run(
     """
     import uvicorn
 
-    access_log = os.environ.get(ACCESS_LOG_ENV, "off").lower() in ("on", "1", "true", "yes")
+    access_log = bool(get_settings().access_log)
     loop, http = _event_loop_and_parser()
     options: dict[str, Any] = {
         "host": host,
@@ -62,10 +60,10 @@ def run(
 
         logging.config.dictConfig(options["log_config"])  # the parent's own lines (metrics dir)
         if project_spec_path is not None:
-            os.environ[SPEC_ENV] = str(Path(project_spec_path).resolve())
+            os.environ[env_name("spec")] = str(Path(project_spec_path).resolve())
         if home is not None:
-            os.environ[HOME_ENV] = str(Path(home).resolve())
-        os.environ[RELOAD_ENV] = str(reload_interval_s)
+            os.environ[env_name("home")] = str(Path(home).resolve())
+        os.environ[env_name("reload_interval_s")] = str(reload_interval_s)
         with multiprocess_dir():  # before the workers start: they inherit the variable
             uvicorn.run("serving.server:app_from_env", factory=True, workers=workers, **options)
         return

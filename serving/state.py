@@ -18,16 +18,17 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlforge.config.project import Project
+from mlforge.config.settings import get_settings
 from mlforge.deployment.manifest import (
     DeploymentConflictError,
     Manifest,
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlforge.serving")
 
-NTHREAD_ENV = "MLFORGE_SERVING_NTHREAD"  # XGBoost threads per prediction (default 1)
-
 
 @dataclass(frozen=True)
 class LoadedEndpoint:
@@ -70,7 +69,7 @@ class LoadedEndpoint:
     feature_names: tuple[str, ...] = ()
 
     @property
-    def identity(self) -> tuple[int, str]:
+    def identity(self) -> tuple[int, datetime]:
         """What makes a manifest a new one: its revision and creation time."""
         return self.manifest.revision, self.manifest.created_at
 
@@ -130,7 +129,7 @@ class ServingState:
         # One scoring thread per booster: requests are a few rows, and XGBoost's default of every
         # core made each one-row prediction cost twice its CPU time in OpenMP threads (measured:
         # 190 → 95 µs CPU, same wall time). Parallelism comes from requests and workers.
-        booster.set_param({"nthread": int(os.environ.get(NTHREAD_ENV, "1"))})
+        booster.set_param({"nthread": get_settings().serving_nthread})
         self._models[key] = (variant.booster_uri, booster, None)
         return booster
 
@@ -386,23 +385,16 @@ class ServingState:
             }
             if ep is not None:
                 m = ep.manifest
+                summary = m.summary().to_dict(model=True)
+                # The admin API's shape, from the one manifest summary the CLI and report use too.
                 item |= {
-                    "model": m.model,
-                    "revision": m.revision,
-                    "strategy": m.strategy,
-                    "created_at": m.created_at,
+                    "model": summary["model"],
+                    "revision": summary["revision"],
+                    "strategy": summary["strategy"],
+                    "created_at": summary["created_at"],
                     "features": len(m.feature_names),
                     "views": m.views,
-                    "variants": [
-                        {
-                            "name": v.name,
-                            "model_name": v.model_name,
-                            "version": v.version,
-                            "traffic": v.traffic,
-                            "shadow": v.shadow,
-                        }
-                        for v in m.variants
-                    ],
+                    "variants": summary["variants"],
                 }
             out.append(item)
         return out

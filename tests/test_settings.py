@@ -30,7 +30,7 @@ ENV_NAMES = [env_name(f) for f in Settings.model_fields]
 PACKAGES = ("mlforge", "mlforge_assets", "mlforge_resources", "serving")
 # Packages not switched over yet: serving is being split by another engineer; it moves to
 # get_settings() after that merge. Remove it from here then, and this test covers it too.
-NOT_YET_ON_SETTINGS = ("serving",)
+NOT_YET_ON_SETTINGS: tuple[str, ...] = ()
 SETTINGS_MODULE = REPO / "mlforge" / "config" / "settings.py"
 
 

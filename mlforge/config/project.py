@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlforge.config.settings import get_settings, secret_value
+from mlforge.config.settings import env_name, get_settings, secret_value
 from mlforge.config.spec import DatasetSpec, ProjectSpec, load_spec
 from mlforge.errors import SpecError
 from mlforge.io.storage import Storage, open_storage
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from mlforge.models.tracking import Tracker
 
-SPEC_ENV = "MLFORGE_SPEC"  # kept for serving, which still imports it
+SPEC_ENV = env_name("spec")
 SPEC_FILE = "mlforge.yaml"
 
 
