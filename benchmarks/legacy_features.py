@@ -1,6 +1,6 @@
 """The per-day snapshot implementation the range kernel replaced (filter + hash group-by per day).
 
-Kept once, as the oracle the range kernel is tested against (tests/test_features_range.py) and as
+Kept once, as the oracle the range kernel is tested against (tests/features/test_features_range.py) and as
 the "old code" baseline of benchmarks/bench_offline.py.
 """
 

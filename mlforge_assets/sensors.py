@@ -1,4 +1,4 @@
-"""Jobs, schedules and sensors: the daily refresh, the weekly retrain, drift → retrain, canary steps."""
+"""Sensors: drift → retrain, canary steps, run-failure alerts and the replay clock of the demos."""
 
 from __future__ import annotations
 

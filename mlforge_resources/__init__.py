@@ -118,7 +118,7 @@ def _s3_key_env_vars(env: Settings) -> dict[str, dg.EnvVar]:
 
 
 def resources_for(project: Project) -> dict[str, dg.ConfigurableResource]:
-    """The three resources of a project, from its spec and the environment."""
+    """The resources of a project (storage, online store, alerts, MLflow), from its spec and the environment."""
     s = project.settings
     a = project.spec.alerts
     env = get_settings()

@@ -1,4 +1,4 @@
-"""Raw datasets versioned with DVC, and a trained model traced back to the raw bytes it read.
+"""Raw datasets versioned with DVC (a model's trace back to those bytes is `mlforge.models.lineage`).
 
 The DVC repository lives in the state folder (`<state>/dvc`, created on first use, no git: DVC's
 `no_scm` mode). Its workspace mirrors the stored raw partitions as

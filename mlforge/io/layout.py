@@ -2,7 +2,7 @@
 
 Keys are '/'-separated paths relative to the storage root (see `mlforge.io.storage`). Each stored
 thing has one function here that builds its key, registered with the pattern that
-`docs/architecture.md` ("Storage layout") shows for it; `tests/test_layout.py` holds the two
+`docs/architecture.md` ("Storage layout") shows for it; `tests/io/test_layout.py` holds the two
 together. Pattern notation: `<name>` is one path segment chosen by the caller, `YYYY-MM-DD` an ISO
 day, `{a,b}` alternatives.
 

@@ -26,11 +26,6 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def all_days(spec: ProjectSpec) -> list[date]:
-    """Every partition of the project."""
-    return days_between(spec.partitions.start, spec.partitions.end)
-
-
 def clip(spec: ProjectSpec, days: list[date]) -> list[date]:
     """Keep the days that are partitions of the project."""
     return [d for d in days if spec.partitions.start <= d <= spec.partitions.end]

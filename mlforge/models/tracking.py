@@ -7,7 +7,6 @@ can be traced back to the exact data it read.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -379,8 +378,3 @@ def load_booster(
     )
     assert isinstance(model, XGBoostModel)
     return model.booster
-
-
-def tags_json(tags: dict[str, Any]) -> dict[str, str]:
-    """MLflow tags must be strings; nested values become JSON."""
-    return {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in tags.items()}

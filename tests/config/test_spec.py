@@ -25,7 +25,7 @@ from mlforge.config.spec import (
 )
 from mlforge.errors import MLForgeError, SpecError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "mlforge.yaml"
 DATA = REPO / "data" / "cdnow" / "CDNOW_master.txt"
 

@@ -18,7 +18,7 @@ import yaml
 
 from mlforge.cli import project as project_cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _spec_doc(name: str) -> dict[str, Any]:
@@ -128,12 +128,12 @@ def test_serve_serves_the_spec_it_announces(
     capsys: pytest.CaptureFixture[str],
     request: pytest.FixtureRequest,
 ) -> None:
-    import serving.app
+    import serving.server
 
     if with_decoy:
         request.getfixturevalue("decoy")
     calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(serving.app, "run", lambda path, **kw: calls.append((path, kw)))
+    monkeypatch.setattr(serving.server, "run", lambda path, **kw: calls.append((path, kw)))
     project_cli.serve(spec=other, home=tmp_path / "state", port=8123)
     [(path, kw)] = calls
     assert Path(path) == other

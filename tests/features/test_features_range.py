@@ -20,7 +20,7 @@ from mlforge.data.sources import read_source
 from mlforge.features.refs import _plan
 from mlforge.features.snapshots import _Runs, compute_snapshot, compute_snapshots, iter_snapshots
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEY, DAY = "customer_id", "date"
 
 

@@ -25,7 +25,7 @@ from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, Storage, read_json, read_parquet
 from mlforge.io.timeline import days_between, end_of
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START, END = date(1997, 1, 1), date(1997, 1, 10)
 HORIZON = 3
 

@@ -25,7 +25,7 @@ from mlforge.io.storage import read_json
 from mlforge.models.lineage import trace_model_data
 from mlforge_assets.runner import Runner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "mlforge.yaml"
 CUTOFF = date(1998, 6, 30)
 

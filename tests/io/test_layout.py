@@ -20,7 +20,7 @@ from mlforge.errors import DataError
 from mlforge.io import layout
 from mlforge.io.layout import LayoutError
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 #: the public functions of the layout that are parsers/helpers, not key builders
 HELPERS = {
@@ -100,7 +100,7 @@ def calls(fn: Callable[..., str]) -> Iterator[dict[str, Any]]:
         elif hint is bool:
             values = [False, True]
         else:
-            assert name in SAMPLES, f"tests/test_layout.py: add a sample for parameter {name!r}"
+            assert name in SAMPLES, f"tests/io/test_layout.py: add a sample for parameter {name!r}"
             values = [SAMPLES[name]]
         options.append([(name, v) for v in values])
     for combo in itertools.product(*options):

@@ -23,7 +23,7 @@ from mlforge.features.refs import feature_names
 from mlforge.features.snapshots import EVENT_TS, compute_snapshot
 from mlforge.io.timeline import end_of, training_dates, training_offsets
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CDNOW = REPO / "data" / "cdnow" / "CDNOW_master.txt"
 KEY = "customer_id"
 DAY = "date"

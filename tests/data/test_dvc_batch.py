@@ -16,7 +16,7 @@ from mlforge.data.versioning import DatasetVersions, DvcBatch, md5_hex
 from mlforge.io import layout
 from mlforge.io.storage import LocalStorage, read_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAYS = [date(1997, 1, 1), date(1997, 1, 2), date(1997, 1, 3)]
 
 
