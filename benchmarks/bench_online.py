@@ -45,7 +45,8 @@ from gen_transactions import generate  # noqa: E402
 
 from mlforge.config.project import Project  # noqa: E402
 from mlforge.features.online import TS_WIDTH, RedisOnlineStore  # noqa: E402
-from mlforge.features.snapshots import EVENT_TS, compute_snapshot, feature_names  # noqa: E402
+from mlforge.features.refs import feature_names  # noqa: E402
+from mlforge.features.snapshots import EVENT_TS, compute_snapshot  # noqa: E402
 from mlforge.features.store import FeatureStore, OnlineFeatures, _refs  # noqa: E402
 from servers import start_redis  # noqa: E402
 

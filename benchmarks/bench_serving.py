@@ -64,7 +64,7 @@ from mlforge.config.project import Project  # noqa: E402
 from mlforge.deployment.manifest import read_manifest, write_manifest  # noqa: E402
 from mlforge.features.offline import read_snapshot  # noqa: E402
 from mlforge.features.online import open_online_store  # noqa: E402
-from mlforge.features.snapshots import feature_names  # noqa: E402
+from mlforge.features.refs import feature_names  # noqa: E402
 from mlforge.io import layout  # noqa: E402
 from mlforge.io.storage import LocalStorage  # noqa: E402
 from mlforge.monitoring.prediction_log import read_prediction_log  # noqa: E402
