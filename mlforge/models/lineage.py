@@ -35,6 +35,7 @@ def trace_model_data(
     from mlforge.features.refs import service_features
     from mlforge.io.storage import read_json
     from mlforge.io.timeline import clip, days_between, label_window, training_dates
+    from mlforge.models.training import data_version, input_versions
 
     m = spec.model(model)
     run_key = layout.model_run(model, cutoff)
@@ -47,16 +48,9 @@ def trace_model_data(
     days = [*clip(spec, train_days), holdout]
     views = sorted({v for v, _ in service_features(spec, m.feature_service)})
 
-    read: dict[str, str] = {}
-    metas: dict[tuple[str, date], dict[str, Any]] = {}
-    for d in days:
-        read[f"labels/{model}/{key(d)}"] = read_json(storage, layout.label_meta(model, d))["sha256"]
-    for view in views:
-        for d in days:
-            meta = read_json(storage, layout.snapshot_meta(view, d))
-            metas[(view, d)] = meta
-            read[f"features/{view}/{key(d)}"] = meta["sha256"]
-    version = hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16]
+    # the same hash training recorded (one function computes both)
+    version = data_version(input_versions(storage, model, views, days))
+    metas = {(view, d): read_json(storage, layout.snapshot_meta(view, d)) for view in views for d in days}
     if version != run["data_version"]:
         raise DataError(
             f"model {model} at cutoff {key(cutoff)} trained on data version {run['data_version']}, but the "

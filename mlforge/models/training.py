@@ -57,6 +57,23 @@ def feature_columns(spec: ProjectSpec, model: ModelSpec) -> list[str]:
     return [f for _, f in service_features(spec, model.feature_service)]
 
 
+def input_versions(storage: Storage, model: str, views: list[str], days: list[date]) -> dict[str, str]:
+    """{`labels/<model>/<day>` | `features/<view>/<day>`: sha256} of every partition a training set reads."""
+    versions = {
+        f"labels/{model}/{key(d)}": read_json(storage, layout.label_meta(model, d))["sha256"] for d in days
+    }
+    for view in views:
+        versions.update(
+            {f"features/{view}/{d}": h for d, h in snapshot_versions(storage, view, days).items()}
+        )
+    return versions
+
+
+def data_version(versions: dict[str, str]) -> str:
+    """The data version of a training set: a short hash of its input versions (run and model tags)."""
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, cutoff: date) -> TrainingData:
     """Assemble the training set of `model` for `cutoff` from stored labels and snapshots."""
     train_days, holdout_day = training_dates(model, cutoff)
@@ -79,19 +96,13 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
 
     join_key = spec.join_key(views[0])
     labels = pl.concat([read_parquet(storage, layout.label_data(model.name, d)) for d in days])
-    versions = {
-        f"labels/{model.name}/{key(d)}": read_json(storage, layout.label_meta(model.name, d))["sha256"]
-        for d in days
-    }
+    versions = input_versions(storage, model.name, views, days)
     frame = labels
     for view_name in views:
         fv = spec.feature_view(view_name)
         feats = [f for v, f in service_features(spec, model.feature_service) if v == view_name]
         snaps = read_snapshots(storage, view_name, days)
         frame = point_in_time_join(frame, snaps, join_key, timedelta(days=fv.ttl_days), feats)
-        versions.update(
-            {f"features/{view_name}/{d}": h for d, h in snapshot_versions(storage, view_name, days).items()}
-        )
     frame = frame.sort(EVENT_TS, join_key)
     holdout_ts = frame[EVENT_TS].max()
     features = feature_columns(spec, model)
@@ -163,13 +174,13 @@ def train_cutoff(
     x_hold, y_hold = data.matrix("holdout")
     metrics = evaluate(fitted.predict(x_hold), y_hold)
     lineage = json.dumps(data.data_versions, sort_keys=True)
-    data_version = hashlib.sha256(lineage.encode()).hexdigest()[:16]
+    version = data_version(data.data_versions)
     digest = fitted.sha256()
     run_tags = {
         **tags,
         "mlforge.model": model.name,
         "mlforge.cutoff": key(cutoff),
-        "mlforge.data_version": data_version,
+        "mlforge.data_version": version,
         "mlforge.train_days": f"{data.train_days[0]}..{data.train_days[-1]}",
         "mlforge.holdout_day": key(data.holdout_day),
         "mlforge.booster_sha256": digest,
@@ -201,7 +212,7 @@ def train_cutoff(
         experiment_id=logged.experiment_id,
         metrics=metrics,
         booster_sha256=digest,
-        data_version=data_version,
+        data_version=version,
         train_rows=data.train.height,
         holdout_rows=data.holdout.height,
         features=data.features,
