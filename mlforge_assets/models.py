@@ -31,8 +31,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             tags = stage.lineage_tags(d.isoformat())
             results.append(train_cutoff(stage.storage, stage.tracker, spec, model, d, tags))
         last = results[-1]
-        worst_value = metric(gate.metric).worst(r.metrics[gate.metric] for r in results)
-        worst = next(r for r in results if r.metrics[gate.metric] == worst_value)
+        worst = metric(gate.metric).worst(results, lambda r: r.metrics[gate.metric])
         return StageResult(
             metadata={
                 **{f"holdout_{k}": v for k, v in last.metrics.items()},

@@ -8,14 +8,17 @@ is never read as higher-is-better. Pure Python; scikit-learn is imported inside 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 import numpy as np
 
 from mlforge.data.checks import CheckOutcome
 from mlforge.errors import MLForgeError
+
+_T = TypeVar("_T")
 
 #: Equal within this tolerance counts as equal (metrics are floats: exactly at a limit passes).
 TOLERANCE = 1e-9
@@ -57,9 +60,9 @@ class Metric:
             return "≥" if ok else "<"
         return "≤" if ok else ">"
 
-    def worst(self, values: Iterable[float]) -> float:
-        """The worst of `values` in this metric's direction."""
-        return min(values) if self.direction is Direction.HIGHER else max(values)
+    def worst(self, items: Iterable[_T], value: Callable[[_T], float]) -> _T:
+        """The item whose `value` is worst in this metric's direction (the first one on ties)."""
+        return min(items, key=value) if self.direction is Direction.HIGHER else max(items, key=value)
 
 
 _H, _L = Direction.HIGHER, Direction.LOWER
