@@ -23,7 +23,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     spec = project.spec
     start, end = training_offsets(model)
     views = sorted({v for v, _ in service_features(spec, model.feature_service)})
-    gate = model.gate
+    gate, gate_metric = model.gate, model.gate_metric
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         results = []
@@ -31,7 +31,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             tags = stage.lineage_tags(d.isoformat())
             results.append(train_cutoff(stage.storage, stage.tracker, spec, model, d, tags))
         last = results[-1]
-        worst = metric(gate.metric).worst(results, lambda r: r.metrics[gate.metric])
+        worst = metric(gate_metric).worst(results, lambda r: r.metrics[gate_metric])
         return StageResult(
             metadata={
                 **{f"holdout_{k}": v for k, v in last.metrics.items()},
@@ -43,10 +43,10 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                 "booster_sha256": last.booster_sha256,
                 "data_version": last.data_version,
                 "cutoffs": md_table(
-                    [{"cutoff": str(r.cutoff), gate.metric: r.metrics[gate.metric]} for r in results]
+                    [{"cutoff": str(r.cutoff), gate_metric: r.metrics[gate_metric]} for r in results]
                 ),
             },
-            checks=[min_quality(worst.metrics, gate.metric, gate.min)],
+            checks=[min_quality(worst.metrics, gate_metric, gate.min)],
             data_version=last.booster_sha256,
         )
 
@@ -63,7 +63,9 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         checks=[
             check(
                 "min_quality",
-                f"Holdout {gate.metric} {metric(gate.metric).sign(True)} {gate.min} before registration.",
+                f"Holdout {gate_metric} {metric(gate_metric).sign(True)} {gate.min} before registration."
+                if gate.min is not None
+                else f"Holdout {gate_metric} computed before registration (no bound set).",
                 threshold=gate.min,
             )
         ],
@@ -85,8 +87,8 @@ def registered_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                 "promoted": last.decision.promote,
                 "gate": last.decision.reason,
                 "champion_version": last.champion_version or 0,
-                f"candidate_{model.gate.metric}": last.decision.candidate,
-                f"champion_{model.gate.metric}": last.decision.champion
+                f"candidate_{model.gate_metric}": last.decision.candidate,
+                f"champion_{model.gate_metric}": last.decision.champion
                 if last.decision.champion is not None
                 else float("nan"),
                 "registry_uri": f"models:/{model.name}@champion",

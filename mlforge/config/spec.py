@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlforge.errors import MLForgeError, SpecError
+from mlforge.models.base import Task
+from mlforge.models.metrics import DEFAULT_GATE_METRIC, METRICS, metrics_for
 
 _T = TypeVar("_T")
 NAME = r"^[a-z][a-z0-9_]*$"
@@ -187,12 +189,96 @@ class FeatureServiceSpec(_Model):
 # --- models ---------------------------------------------------------------------------------
 
 
-class LabelSpec(_Model):
-    """The target: churn = no event in the next `horizon_days` after the snapshot."""
+class Condition(_Model):
+    """A row filter on a dataset column, e.g. ``{column: cds, op: ge, value: 3}``."""
+
+    column: str
+    op: Literal["eq", "ne", "gt", "ge", "lt", "le", "in"]
+    value: float | str | list[float | str]
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Condition:
+        if (self.op == "in") != isinstance(self.value, list):
+            raise ValueError("op 'in' takes a list value; every other op takes a single value")
+        return self
+
+
+class _HorizonLabel(_Model):
+    dataset: str
+    horizon_days: int = Field(gt=0, description="Days after the snapshot the label looks at.")
+    where: list[Condition] = Field(
+        default_factory=list, description="Only the dataset's rows that meet every condition count."
+    )
+
+
+class ChurnLabel(_HorizonLabel):
+    """churn = 1 when the entity has no (matching) event in (D, D + horizon]: binary."""
 
     kind: Literal["churn"] = "churn"
+
+
+class EventLabel(_HorizonLabel):
+    """event = 1 when the entity has at least one (matching) event in (D, D + horizon]: binary."""
+
+    kind: Literal["event"]
+
+
+class AggregateLabel(_HorizonLabel):
+    """A sum, count or mean of `column` over (D, D + horizon]: regression; with `bins`, multiclass.
+
+    An entity without a (matching) event in the horizon gets `fill_value` (sum and count are 0
+    then by definition; the mean of nothing is `fill_value` too). `bins` are the increasing inner
+    edges of the classes: class k holds values v with edges[k-1] <= v < edges[k], so n edges make
+    n + 1 classes.
+    """
+
+    kind: Literal["aggregate"]
+    function: Literal["sum", "count", "mean"]
+    column: str | None = Field(None, description="The aggregated column (not needed for count).")
+    fill_value: float = 0.0
+    bins: list[float] | None = Field(None, min_length=1, description="Inner class edges → multiclass.")
+
+    @model_validator(mode="after")
+    def _column_and_bins(self) -> AggregateLabel:
+        if self.function != "count" and self.column is None:
+            raise ValueError(f"function '{self.function}' needs a column")
+        if self.bins is not None and any(b <= a for a, b in zip(self.bins, self.bins[1:], strict=False)):
+            raise ValueError(f"bins must increase strictly, got {self.bins}")
+        return self
+
+
+class ColumnLabel(_Model):
+    """A label read from a labels dataset of (entity, timestamp, value) rows, point-in-time.
+
+    The label of snapshot D is the `column` value of the entity's rows whose timestamp falls in
+    (D, D + horizon]; with several, `several` picks one (``last``: the latest, the default). An
+    entity without such a row gets `fill_value`, or is left out of the training set when it is null.
+    """
+
+    kind: Literal["column"]
     dataset: str
+    column: str
     horizon_days: int = Field(gt=0)
+    several: Literal["last", "first", "max", "min", "mean"] = "last"
+    fill_value: float | None = None
+
+
+LabelSpec = Annotated[ChurnLabel | EventLabel | AggregateLabel | ColumnLabel, Field(discriminator="kind")]
+
+#: The task each label kind implies (an aggregate label with bins is multiclass); None: declared.
+LABEL_TASKS: dict[str, Task | None] = {
+    "churn": Task.BINARY,
+    "event": Task.BINARY,
+    "aggregate": Task.REGRESSION,
+    "column": None,
+}
+
+
+def label_task(label: ChurnLabel | EventLabel | AggregateLabel | ColumnLabel) -> Task | None:
+    """The task a label implies, None when only the spec's `task` can say (a column label)."""
+    if isinstance(label, AggregateLabel) and label.bins is not None:
+        return Task.MULTICLASS
+    return LABEL_TASKS[label.kind]
 
 
 class TrainingSpec(_Model):
@@ -205,27 +291,109 @@ class TrainingSpec(_Model):
 
 
 class GateSpec(_Model):
-    """Promotion gate: minimum metric and no regression against the current champion."""
+    """Promotion gate: an optional bound on a holdout metric, and no regression against the champion."""
 
-    metric: Literal["auc", "f1", "logloss"] = "auc"
-    min: float = Field(0.7, description="Minimum holdout metric to register as a candidate.")
+    metric: str | None = Field(
+        None, description="A metric of the model's task; default auc / logloss / rmse by task."
+    )
+    min: float | None = Field(
+        None,
+        description="Bound on the holdout metric before registration (a minimum, or a maximum for "
+        "a lower-is-better metric); null: none.",
+    )
     max_regression: float = Field(
         0.0, ge=0, description="How much worse than the champion (same holdout) is still promoted."
     )
 
 
+class ValidationSpec(_Model):
+    """How a model is validated before its holdout, and how a binary model's threshold is chosen.
+
+    ``time_series_split`` trains on the earlier cutoffs' training sets and scores the snapshot that
+    follows each (every fold point-in-time like the final model); ``holdout`` is the holdout only.
+    """
+
+    strategy: Literal["holdout", "time_series_split"] = "holdout"
+    n_splits: int = Field(3, ge=2, le=20, description="Folds of time_series_split.")
+    threshold_optimization: Literal["none", "f1", "cost", "precision"] = Field(
+        "none", description="Binary: choose the decision threshold on the validation folds."
+    )
+    cost_false_positive: float = Field(1.0, ge=0, description="threshold_optimization: cost.")
+    cost_false_negative: float = Field(1.0, ge=0, description="threshold_optimization: cost.")
+    target_precision: float = Field(
+        0.5, gt=0, le=1, description="threshold_optimization: precision — the lowest threshold reaching it."
+    )
+
+
+#: Algorithms built in; any other name is an import path (see mlforge.models.algorithms).
+BUILTIN_ALGORITHMS = ("xgboost", "lightgbm")
+_ALGORITHM = (
+    r"^(xgboost|lightgbm|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_][A-Za-z0-9_]*)?)$"
+)
+
+
 class ModelSpec(_Model):
-    """A model: feature service, label, algorithm and its parameters, promotion gate."""
+    """A model: feature service, label, task, algorithm and its parameters, validation, gate."""
 
     name: Annotated[str, Field(pattern=NAME)]
     description: str = ""
     feature_service: str
     label: LabelSpec
-    algorithm: Literal["xgboost"] = "xgboost"
+    task: Task | None = Field(
+        None, description="binary, multiclass or regression; inferred from the label kind when unset."
+    )
+    algorithm: Annotated[str, Field(pattern=_ALGORITHM)] = Field(
+        "xgboost",
+        description="xgboost, lightgbm, a scikit-learn estimator's import path "
+        "(sklearn.linear_model.LogisticRegression) or a plug-in 'package.module:Class'.",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
+    scaler: Literal["standard", "minmax", "robust"] | None = Field(
+        None, description="scikit-learn estimators: scale the features first (in the logged pipeline)."
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Binary: the decision threshold (default).")
     training: TrainingSpec = TrainingSpec()
+    validation: ValidationSpec = ValidationSpec()
     gate: GateSpec = GateSpec()
     retrain_cron: str = Field("0 4 * * 1", description="Weekly retrain schedule.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_label_kind(cls, data: Any) -> Any:
+        # `kind` was optional when churn was the only label; keep such specs valid
+        if isinstance(data, dict) and isinstance(data.get("label"), dict) and "kind" not in data["label"]:
+            data = {**data, "label": {**data["label"], "kind": "churn"}}
+        return data
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> ModelSpec:
+        implied = label_task(self.label)
+        if implied is None and self.task is None:
+            raise ValueError("task: a 'column' label needs the task (binary, multiclass or regression)")
+        if implied is not None and self.task is not None and self.task is not implied:
+            raise ValueError(
+                f"task: '{self.task}' does not fit a '{self.label.kind}' label (it is {implied})"
+            )
+        if self.gate.metric is not None:
+            m = METRICS.get(self.gate.metric)
+            if m is None or m.live or self.model_task not in m.tasks:
+                raise ValueError(
+                    f"gate.metric: '{self.gate.metric}' is not a metric of a {self.model_task} model "
+                    f"(known: {', '.join(metrics_for(self.model_task, live=False))})"
+                )
+        if self.validation.threshold_optimization != "none" and self.model_task is not Task.BINARY:
+            raise ValueError("validation.threshold_optimization: only binary models have a threshold")
+        return self
+
+    @property
+    def model_task(self) -> Task:
+        """The task: declared, or implied by the label kind."""
+        return self.task or label_task(self.label) or Task.BINARY
+
+    @property
+    def gate_metric(self) -> str:
+        """The metric the gate compares: the spec's, or the task's default."""
+        return self.gate.metric or DEFAULT_GATE_METRIC[self.model_task]
 
 
 # --- deployments and monitoring -------------------------------------------------------------
@@ -312,18 +480,10 @@ class MonitoringSpec(_Model):
     drift: DriftSpec = DriftSpec()
     alert_thresholds: dict[str, float] = Field(
         default_factory=dict,
-        description="Alerting bounds: auc, f1, precision, recall (minimums); latency_p99_ms, "
+        description="Alerting bounds on any metric of the model's task (a minimum for higher-is-"
+        "better ones such as auc or r2, a maximum for rmse or logloss) and on latency_p99_ms, "
         "error_rate, drift_share (maximums).",
     )
-
-    @field_validator("alert_thresholds")
-    @classmethod
-    def _known_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
-        known = {"auc", "f1", "precision", "recall", "latency_p99_ms", "error_rate", "drift_share"}
-        unknown = sorted(set(v) - known)
-        if unknown:
-            raise ValueError(f"unknown alert threshold(s) {unknown} (known: {sorted(known)})")
-        return v
 
 
 class ScheduleSpec(_Model):
@@ -446,15 +606,27 @@ class ProjectSpec(_Model):
                 )
             if m.label.dataset not in datasets:
                 problems.append(f"models[{i}].label.dataset: unknown dataset '{m.label.dataset}'")
+                continue
+            problems.extend(_label_columns(f"models[{i}].label", m.label, datasets[m.label.dataset]))
         for i, dep in enumerate(self.deployments):
             if dep.model not in models:
                 problems.append(
                     f"deployments[{i}].model: unknown model '{dep.model}' (known: {sorted(models)})"
                 )
+        by_name = {m.name: m for m in self.models}
         for i, mon in enumerate(self.monitoring):
             if mon.model not in models:
                 problems.append(
                     f"monitoring[{i}].model: unknown model '{mon.model}' (known: {sorted(models)})"
+                )
+                continue
+            task = by_name[mon.model].model_task
+            known = metrics_for(task)
+            unknown = sorted(set(mon.alert_thresholds) - set(known))
+            if unknown:
+                problems.append(
+                    f"monitoring[{i}].alert_thresholds: {unknown} not metrics of a {task} model "
+                    f"(known: {', '.join(known)})"
                 )
         if self.replay is not None:
             r, p = self.replay, self.partitions
@@ -506,6 +678,28 @@ class ProjectSpec(_Model):
         return next((m for m in self.monitoring if m.model == model), MonitoringSpec(model=model))
 
 
+def _label_columns(
+    where: str, label: ChurnLabel | EventLabel | AggregateLabel | ColumnLabel, ds: DatasetSpec
+) -> list[str]:
+    """Problems with the dataset columns a label names (they must exist; aggregates need numbers)."""
+    problems = []
+    cols = ds.columns
+    named: list[tuple[str, str, bool]] = [
+        (f"{where}.where[{j}].column", c.column, False) for j, c in enumerate(getattr(label, "where", []))
+    ]
+    column = getattr(label, "column", None)
+    if column is not None:
+        named.append((f"{where}.column", column, True))
+    for path, col, numeric in named:
+        if col not in cols:
+            problems.append(
+                f"{path}: '{col}' is not a column of dataset '{ds.name}' (columns: {sorted(cols)})"
+            )
+        elif numeric and cols[col].type not in ("int", "float", "bool"):
+            problems.append(f"{path}: '{col}' is {cols[col].type}, a label needs int, float or bool")
+    return problems
+
+
 def _find(items: list[_T], attr: str, name: str, kind: str) -> _T:
     """The item whose `attr` is `name`, or an error listing the known names."""
     for item in items:
@@ -533,7 +727,9 @@ def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def _is_union_tag(part: str) -> bool:
-    return part in {"aggregate", "window", "recency"} or part.startswith("function-")
+    return part in {"aggregate", "window", "recency", "churn", "event", "column"} or part.startswith(
+        "function-"
+    )
 
 
 def _describe_error(err: Any, data: Any) -> str:
@@ -541,6 +737,10 @@ def _describe_error(err: Any, data: Any) -> str:
     msg = err.get("msg", "invalid")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+        # a model validator names the field inside its object: "gate.metric: …" → models[0].gate.metric
+        inner = re.match(r"([a-z_]+(?:\.[a-z_]+)*): ", msg)
+        if inner:
+            return f"{loc}.{inner.group(1)}: {msg[inner.end() :]}"
     if err.get("type") == "missing":
         return f"{loc}: required field is missing"
     if err.get("type") == "extra_forbidden":

@@ -33,35 +33,37 @@ class GateDecision:
         }
 
 
-def decide(gate: GateSpec, candidate: float, champion: float | None) -> GateDecision:
-    """Apply the gate: candidate meets the bound and is at most max_regression worse than the champion.
+def decide(gate: GateSpec, name: str, candidate: float, champion: float | None) -> GateDecision:
+    """Apply the gate on metric `name`: the candidate meets the bound (if any) and is at most
+    max_regression worse than the champion.
 
     Both metrics must come from the same holdout; `champion` is None when there is none yet.
     """
-    m = metric(gate.metric)
-    if not m.meets(candidate, gate.min):
+    m = metric(name)
+    if candidate != candidate:  # NaN: e.g. AUC of a one-class holdout
+        return GateDecision(False, f"{name} could not be computed on the holdout", candidate, champion)
+    if gate.min is not None and not m.meets(candidate, gate.min):
         return GateDecision(
             False,
-            f"{gate.metric} {candidate:.4f} {m.sign(False)} minimum {gate.min}",
+            f"{name} {candidate:.4f} {m.sign(False)} {'minimum' if m.bound == 'min' else 'maximum'} "
+            f"{gate.min}",
             candidate,
             champion,
         )
     if champion is None:
-        return GateDecision(
-            True, f"{gate.metric} {candidate:.4f} meets minimum; no champion yet", candidate, None
-        )
+        return GateDecision(True, f"{name} {candidate:.4f} meets the bound; no champion yet", candidate, None)
     delta = m.worse_by(candidate, champion)
     if delta > gate.max_regression + TOLERANCE:
         return GateDecision(
             False,
-            f"{gate.metric} {candidate:.4f} is {delta:.4f} worse than champion {champion:.4f} on the same "
+            f"{name} {candidate:.4f} is {delta:.4f} worse than champion {champion:.4f} on the same "
             f"holdout (allowed {gate.max_regression})",
             candidate,
             champion,
         )
     return GateDecision(
         True,
-        f"{gate.metric} {candidate:.4f} vs champion {champion:.4f} on the same holdout",
+        f"{name} {candidate:.4f} vs champion {champion:.4f} on the same holdout",
         candidate,
         champion,
     )

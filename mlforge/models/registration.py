@@ -63,12 +63,14 @@ def register_cutoff(
     if champion is not None and champion.version != mv.version:
         holdout = read_parquet(storage, layout.model_holdout(model.name, cutoff))
         scores = predict_frame(version_model(tracker, champion, model), holdout, trained.features)
-        champion_metric = evaluate(scores, holdout[LABEL].to_numpy())[model.gate.metric]
-    candidate = trained.metrics[model.gate.metric]
+        champion_metric = evaluate(scores, holdout[LABEL].to_numpy(), model.threshold, model.model_task)[
+            model.gate_metric
+        ]
+    candidate = trained.metrics[model.gate_metric]
     if champion is not None and champion.version == mv.version:
         decision = GateDecision(True, "already champion", candidate, candidate)
     else:
-        decision = decide(model.gate, candidate, champion_metric)
+        decision = decide(model.gate, model.gate_metric, candidate, champion_metric)
     if decision.promote:
         tracker.set_alias(model.name, CHAMPION, mv.version)
     tracker.set_version_tags(model.name, mv.version, decision.as_tags())

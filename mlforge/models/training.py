@@ -172,7 +172,7 @@ def train_cutoff(
     data = build_training_data(storage, spec, model, cutoff)
     fitted = train_model(data, model)
     x_hold, y_hold = data.matrix("holdout")
-    metrics = evaluate(fitted.predict(x_hold), y_hold)
+    metrics = evaluate(fitted.predict(x_hold), y_hold, model.threshold, model.model_task)
     lineage = json.dumps(data.data_versions, sort_keys=True)
     version = data_version(data.data_versions)
     digest = fitted.sha256()

@@ -26,6 +26,7 @@ from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet
 from mlforge.io.timeline import key
+from mlforge.models.metrics import expected_calibration_error
 from mlforge.models.metrics import metric as metric_info
 from mlforge.monitoring.prediction_log import (
     STATUS_OK,
@@ -37,8 +38,6 @@ from mlforge.monitoring.prediction_log import (
 
 #: Score at or above which a prediction counts as positive for precision/recall/F1.
 DEFAULT_THRESHOLD = 0.5
-#: Equal-width probability bins of the expected calibration error.
-ECE_BINS = 10
 #: Labelled log rows from which the live (log) quality is the one checked instead of the batch's.
 MIN_LOG_ROWS = 200
 
@@ -84,17 +83,6 @@ class Quality:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON form."""
         return asdict(self)
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = ECE_BINS) -> float | None:
-    """ECE over `bins` equal-width bins of [0, 1]: Σ |mean score − positive rate| × bin share."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    if p.size == 0:
-        return None
-    idx = np.minimum((np.clip(p, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
-    gap = np.abs(np.bincount(idx, weights=p, minlength=bins) - np.bincount(idx, weights=y, minlength=bins))
-    return float(gap.sum() / p.size)
 
 
 def quality(y_true: np.ndarray, scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Quality:

@@ -284,9 +284,9 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, list[str]]] = [
     ),
     (
         "bad-gate-metric",
-        _set(("models", 0, "gate", "metric"), "accuracy"),
+        _set(("models", 0, "gate", "metric"), "rmse"),
         "models[0].gate.metric:",
-        ["'auc'", "'logloss'", "'accuracy'"],
+        ["'rmse'", "binary", "auc", "logloss", "pr_auc"],
     ),
     (
         "empty-datasets",

@@ -16,8 +16,8 @@ from mlforge.models.metrics import metric, min_quality
 def test_min_quality_check_agrees_with_gate(metric: str, minimum: float, good: float, bad: float) -> None:
     """A model the gate's minimum accepts passes the blocking check; one it rejects is blocked."""
     gate = GateSpec(metric=metric, min=minimum, max_regression=0.0)
-    assert decide(gate, good, None).promote
-    assert not decide(gate, bad, None).promote
+    assert decide(gate, metric, good, None).promote
+    assert not decide(gate, metric, bad, None).promote
     assert min_quality({metric: good}, metric, minimum).passed
     assert not min_quality({metric: bad}, metric, minimum).passed
 

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mlforge.config.spec import LabelSpec, ModelSpec, TrainingSpec
+from mlforge.config.spec import ChurnLabel, ModelSpec, TrainingSpec
 from mlforge.errors import MLForgeError
 from mlforge.features.labels import LABEL
 from mlforge.models.base import (
@@ -68,7 +68,7 @@ def spec() -> ModelSpec:
     return ModelSpec(
         name="churn",
         feature_service="churn_features",
-        label=LabelSpec(dataset="transactions", horizon_days=30),
+        label=ChurnLabel(dataset="transactions", horizon_days=30),
         params={"n_estimators": 25, "max_depth": 3, "learning_rate": 0.2, "subsample": 0.9},
         training=TrainingSpec(seed=11),
     )

@@ -33,18 +33,18 @@ LOGLOSS = GateSpec(metric="logloss", min=0.50, max_regression=0.02)
 
 
 def test_below_minimum_is_not_promoted_even_without_champion() -> None:
-    d = decide(AUC, 0.69, None)
+    d = decide(AUC, "auc", 0.69, None)
     assert d.promote is False
     assert d.reason == "auc 0.6900 < minimum 0.7"
     assert d.champion is None
 
 
 def test_minimum_is_inclusive() -> None:
-    assert decide(AUC, 0.70, None).promote is True
+    assert decide(AUC, "auc", 0.70, None).promote is True
 
 
 def test_no_champion_promotes() -> None:
-    d = decide(AUC, 0.75, None)
+    d = decide(AUC, "auc", 0.75, None)
     assert d.promote is True
     assert "no champion yet" in d.reason
     assert d.as_tags() == {
@@ -56,7 +56,7 @@ def test_no_champion_promotes() -> None:
 
 
 def test_worse_than_champion_beyond_max_regression_is_not_promoted() -> None:
-    d = decide(AUC, 0.78, 0.80)
+    d = decide(AUC, "auc", 0.78, 0.80)
     assert d.promote is False
     assert "worse than champion 0.8000" in d.reason
     assert d.as_tags()["mlforge.gate.promoted"] == "false"
@@ -64,32 +64,32 @@ def test_worse_than_champion_beyond_max_regression_is_not_promoted() -> None:
 
 
 def test_within_max_regression_or_better_is_promoted() -> None:
-    assert decide(AUC, 0.795, 0.80).promote is True
-    assert decide(AUC, 0.85, 0.80).promote is True
-    assert decide(AUC, 0.80, 0.80).promote is True
+    assert decide(AUC, "auc", 0.795, 0.80).promote is True
+    assert decide(AUC, "auc", 0.85, 0.80).promote is True
+    assert decide(AUC, "auc", 0.80, 0.80).promote is True
 
 
 def test_zero_max_regression_rejects_any_regression() -> None:
     strict = GateSpec(metric="auc", min=0.5, max_regression=0.0)
-    assert decide(strict, 0.7999, 0.80).promote is False
-    assert decide(strict, 0.80, 0.80).promote is True
+    assert decide(strict, "auc", 0.7999, 0.80).promote is False
+    assert decide(strict, "auc", 0.80, 0.80).promote is True
 
 
 def test_logloss_is_lower_is_better() -> None:
-    assert decide(LOGLOSS, 0.60, None).promote is False  # above the maximum loss
-    assert decide(LOGLOSS, 0.60, None).reason == "logloss 0.6000 > minimum 0.5"
-    assert decide(LOGLOSS, 0.40, None).promote is True
-    assert decide(LOGLOSS, 0.30, 0.40).promote is True  # lower loss is better
-    assert decide(LOGLOSS, 0.41, 0.40).promote is True  # 0.01 worse, 0.02 allowed
-    assert decide(LOGLOSS, 0.45, 0.40).promote is False  # 0.05 worse
-    assert "0.0500 worse" in decide(LOGLOSS, 0.45, 0.40).reason
+    assert decide(LOGLOSS, "logloss", 0.60, None).promote is False  # above the maximum loss
+    assert decide(LOGLOSS, "logloss", 0.60, None).reason == "logloss 0.6000 > maximum 0.5"
+    assert decide(LOGLOSS, "logloss", 0.40, None).promote is True
+    assert decide(LOGLOSS, "logloss", 0.30, 0.40).promote is True  # lower loss is better
+    assert decide(LOGLOSS, "logloss", 0.41, 0.40).promote is True  # 0.01 worse, 0.02 allowed
+    assert decide(LOGLOSS, "logloss", 0.45, 0.40).promote is False  # 0.05 worse
+    assert "0.0500 worse" in decide(LOGLOSS, "logloss", 0.45, 0.40).reason
 
 
 @pytest.mark.parametrize(("candidate", "champion"), [(0.795, 0.80), (0.745, 0.75), (0.705, 0.71)])
 def test_exactly_max_regression_worse_is_promoted(candidate: float, champion: float) -> None:
     gate = GateSpec(metric="auc", min=0.70, max_regression=0.005)
     assert candidate >= champion - gate.max_regression  # the documented rule says: promote
-    assert decide(gate, candidate, champion).promote is True
+    assert decide(gate, "auc", candidate, champion).promote is True
 
 
 # --- plan_variants ------------------------------------------------------------------------

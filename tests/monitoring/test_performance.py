@@ -20,11 +20,11 @@ from mlforge.errors import SpecError
 from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet
+from mlforge.models.metrics import expected_calibration_error
 from mlforge.monitoring.performance import (
     MIN_LOG_ROWS,
     STATUS_NOT_MATURED,
     evaluate_day,
-    expected_calibration_error,
     operations,
     quality,
     threshold_checks,
@@ -188,8 +188,13 @@ def test_unknown_alert_threshold_fails_spec_validation(repo_root: Path) -> None:
     data["monitoring"][0]["alert_thresholds"]["latency_p95_ms"] = 30
     with pytest.raises(SpecError) as err:
         parse_spec(data, "mlforge.yaml")
-    assert "monitoring[0].alert_thresholds: unknown alert threshold(s) ['latency_p95_ms']" in str(err.value)
+    assert "monitoring[0].alert_thresholds: ['latency_p95_ms'] not metrics of a binary model" in str(
+        err.value
+    )
     assert "drift_share" in str(err.value)  # names the known ones
+    data["monitoring"][0]["alert_thresholds"] = {"rmse": 3.0}  # a regression metric on a binary model
+    with pytest.raises(SpecError, match=r"\['rmse'\] not metrics of a binary model"):
+        parse_spec(data)
     data["monitoring"][0]["alert_thresholds"] = {"f1": 0.5, "error_rate": 0.01, "drift_share": 0.5}
     assert parse_spec(data).monitoring[0].alert_thresholds["f1"] == 0.5
 
