@@ -36,14 +36,18 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 #: Model-version / run tag naming the algorithm a model was fitted with.
 ALGORITHM_TAG = "mlforge.algorithm"
+#: Model-version / run tag: the task (binary, multiclass, regression) the model predicts.
+TASK_TAG = "mlforge.task"
+#: Model-version / run tag: a binary model's decision threshold (serving's `label` = score >= it).
+THRESHOLD_TAG = "mlforge.threshold"
 
 
 class Task(StrEnum):
-    """What a model predicts; the score of one row is one float for the first two."""
+    """What a model predicts: the score of a row is one float for binary and regression."""
 
     BINARY = "binary"  # positive-class probability
     REGRESSION = "regression"  # the prediction itself
-    MULTICLASS = "multiclass"  # not produced by the platform yet (scores would be [rows, classes])
+    MULTICLASS = "multiclass"  # class probabilities: scores are [rows, classes]
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ class FittedModel(Protocol):
         ...
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """1-d float64 scores of a float32 matrix [rows, features] (the library's own call)."""
+        """Float64 scores of a float32 matrix [rows, features] (the library's own call): [rows], or
+        [rows, classes] of probabilities for a multiclass model."""
         ...
 
     def to_bytes(self) -> bytes:
