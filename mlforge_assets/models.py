@@ -85,6 +85,7 @@ def registered_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             metadata={
                 "model_version": last.version,
                 "promoted": last.decision.promote,
+                "contended": last.contended,
                 "gate": last.decision.reason,
                 "champion_version": last.champion_version or 0,
                 f"candidate_{model.gate_metric}": last.decision.candidate,

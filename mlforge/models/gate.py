@@ -6,6 +6,7 @@ Pure logic, so the rule is tested without MLflow; the registered asset applies t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from mlforge.config.spec import GateSpec
 from mlforge.models.metrics import TOLERANCE, metric
@@ -66,4 +67,20 @@ def decide(gate: GateSpec, name: str, candidate: float, champion: float | None) 
         f"{name} {candidate:.4f} vs champion {champion:.4f} on the same holdout",
         candidate,
         champion,
+    )
+
+
+def unseen_by_champion(candidate_cutoff: date, champion_cutoff: date | None) -> str | None:
+    """Why the champion cannot be compared on the candidate's holdout, or None when it can.
+
+    A model for cutoff C trains on snapshots before its holdout day C - horizon; a candidate with
+    an earlier cutoff has an earlier holdout day, which the champion may have trained on, so the
+    comparison would flatter the champion (seen data). Such a candidate is registered and
+    evaluated but does not contend. A champion without a cutoff (registered by hand) contends.
+    """
+    if champion_cutoff is None or candidate_cutoff >= champion_cutoff:
+        return None
+    return (
+        f"cutoff {candidate_cutoff} is earlier than the champion's {champion_cutoff}: the champion "
+        "may have trained on this holdout, so the candidate does not contend"
     )

@@ -13,7 +13,7 @@ from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet, write_json
 from mlforge.io.timeline import key
 from mlforge.models.base import ALGORITHM_TAG, FittedModel
-from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide
+from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide, unseen_by_champion
 from mlforge.models.metrics import evaluate
 from mlforge.models.predictions import predict_frame
 from mlforge.models.tracking import ModelVersionInfo, Tracker
@@ -27,6 +27,8 @@ class Registration:
     version: int
     decision: GateDecision
     champion_version: int | None
+    #: False when the candidate's cutoff is earlier than the champion's (it was not compared)
+    contended: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """JSON form stored as registration.json."""
@@ -37,13 +39,18 @@ class Registration:
             "candidate_metric": self.decision.candidate,
             "champion_metric": self.decision.champion,
             "champion_version": self.champion_version,
+            "contended": self.contended,
         }
 
 
 def register_cutoff(
     storage: Storage, tracker: Tracker, model: ModelSpec, cutoff: date, tags: dict[str, str]
 ) -> Registration:
-    """Register the cutoff's model as `challenger`; promote to `champion` only through the gate."""
+    """Register the cutoff's model as `challenger`; promote to `champion` only through the gate.
+
+    A candidate whose cutoff is earlier than the champion's is registered (and its holdout metrics
+    stored) but neither becomes the challenger nor contends: see `gate.unseen_by_champion`.
+    """
     trained = read_trained(storage, model.name, cutoff)
     logged = trained.logged_model()
     existing = tracker.version_of_run(model.name, trained.run_id)
@@ -57,8 +64,19 @@ def register_cutoff(
             ALGORITHM_TAG: model.algorithm,
         },
     )
-    tracker.set_alias(model.name, CHALLENGER, mv.version)
     champion = tracker.alias(model.name, CHAMPION)
+    candidate = trained.metrics[model.gate_metric]
+    seen = None
+    if champion is not None and champion.version != mv.version:
+        seen = unseen_by_champion(cutoff, _cutoff_of(champion))
+    if seen is not None:
+        decision = GateDecision(False, seen, candidate, None)
+        tracker.set_version_tags(model.name, mv.version, decision.as_tags())
+        after = tracker.alias(model.name, CHAMPION)
+        reg = Registration(mv.version, decision, after.version if after else None, contended=False)
+        write_json(storage, layout.model_registration(model.name, cutoff), reg.to_json())
+        return reg
+    tracker.set_alias(model.name, CHALLENGER, mv.version)
     champion_metric = None
     if champion is not None and champion.version != mv.version:
         holdout = read_parquet(storage, layout.model_holdout(model.name, cutoff))
@@ -66,7 +84,6 @@ def register_cutoff(
         champion_metric = evaluate(scores, holdout[LABEL].to_numpy(), model.threshold, model.model_task)[
             model.gate_metric
         ]
-    candidate = trained.metrics[model.gate_metric]
     if champion is not None and champion.version == mv.version:
         decision = GateDecision(True, "already champion", candidate, candidate)
     else:
@@ -78,6 +95,12 @@ def register_cutoff(
     reg = Registration(mv.version, decision, after.version if after else None)
     write_json(storage, layout.model_registration(model.name, cutoff), reg.to_json())
     return reg
+
+
+def _cutoff_of(version: ModelVersionInfo) -> date | None:
+    """The cutoff a version was trained for (its ``mlforge.cutoff`` tag), None when untagged."""
+    raw = version.tags.get("mlforge.cutoff")
+    return date.fromisoformat(raw) if raw else None
 
 
 def champion_or_fail(tracker: Tracker, model: str, stage: str) -> ModelVersionInfo:

@@ -251,3 +251,37 @@ def test_blocking_quality_check_stops_registration(materialized) -> None:  # typ
     assert len(tracker.client.search_model_versions("name='churn'")) == before
     assert base.storage.exists("models/churn/cutoff=1998-06-29/run.json")  # trained and logged
     assert not base.storage.exists("models/churn/cutoff=1998-06-29/registration.json")
+
+
+def test_a_candidate_with_an_earlier_cutoff_does_not_contend(materialized, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The gate never compares on data the champion may have seen: an older cutoff's model is
+    registered and evaluated, but neither becomes challenger nor champion, and says why."""
+    from projects import copy_state
+
+    from mlforge.io.timeline import training_dates
+    from mlforge.models.gate import CHALLENGER, CHAMPION
+
+    base = materialized.project
+    earlier = date(1998, 6, 15)
+    train_days, holdout = training_dates(base.spec.model("churn"), earlier)
+    copy_state(materialized.state_dir, tmp_path / "state", {d.isoformat() for d in [*train_days, holdout]})
+    project = Project.load(base.root / "mlforge.yaml", state_dir=tmp_path / "state")
+    runner = Runner(project, dg.DagsterInstance.ephemeral())
+    tracker = runner.resources["mlflow"].get()
+    champion_before = tracker.alias("churn", CHAMPION)
+    challenger_before = tracker.alias("churn", CHALLENGER)
+    assert champion_before is not None and champion_before.tags["mlforge.cutoff"] == "1998-06-30"
+
+    runner.materialize(
+        [runner.key("models", "churn", "trained"), runner.key("models", "churn", "registered")], earlier
+    )
+    reg = read_json(project.storage, layout.model_registration("churn", earlier))
+    assert reg["promoted"] is False and reg["contended"] is False
+    assert reg["version"] > champion_before.version  # registered all the same
+    assert "earlier than the champion's 1998-06-30" in reg["reason"]
+    assert reg["champion_metric"] is None  # the champion was not scored on the seen holdout
+    assert tracker.alias("churn", CHAMPION).version == champion_before.version
+    assert challenger_before is not None
+    assert tracker.alias("churn", CHALLENGER).version == challenger_before.version
+    tags = tracker.version("churn", reg["version"]).tags
+    assert tags["mlforge.gate.promoted"] == "false" and "does not contend" in tags["mlforge.gate.reason"]

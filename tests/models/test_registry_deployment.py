@@ -308,3 +308,16 @@ def test_variant_traffic_is_bounded() -> None:
         Variant(**bad, traffic=101)
     with pytest.raises(ValueError):
         Variant(**bad, traffic=-1)
+
+
+def test_an_earlier_cutoff_than_the_champion_does_not_contend() -> None:
+    from datetime import date
+
+    from mlforge.models.gate import unseen_by_champion
+
+    champ = date(1998, 6, 30)
+    assert unseen_by_champion(date(1998, 6, 30), champ) is None  # same cutoff: same holdout day
+    assert unseen_by_champion(date(1998, 7, 7), champ) is None
+    assert unseen_by_champion(date(1998, 6, 15), None) is None  # champion without a cutoff tag
+    why = unseen_by_champion(date(1998, 6, 29), champ)
+    assert why is not None and "1998-06-29 is earlier than the champion's 1998-06-30" in why
