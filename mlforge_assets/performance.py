@@ -13,9 +13,9 @@ from mlforge.io import layout
 from mlforge.io.storage import write_json
 from mlforge.io.timeline import key
 from mlforge.models.metrics import metric as metric_info
-from mlforge.models.registration import champion_or_fail
+from mlforge.models.metrics import metrics_for
+from mlforge.models.registration import champion_or_fail, version_threshold
 from mlforge.monitoring.performance import (
-    DEFAULT_THRESHOLD,
     MIN_LOG_ROWS,
     STATUS_OK_DAY,
     DayPerformance,
@@ -29,15 +29,10 @@ from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.stage import Stage, StageResult, check, stage_asset
 
-HEADLINE = (  # summary fields shown as asset metadata
+#: summary fields shown as asset metadata, besides the task's label metrics
+HEADLINE = (
     "matures_on",
     "quality_source",
-    "auc",
-    "f1",
-    "precision",
-    "recall",
-    "brier",
-    "ece",
     "rows",
     "log_rows",
     "log_labelled_rows",
@@ -56,9 +51,12 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     endpoints = spec.endpoints_of(model.name)
     thresholds = spec.monitoring_for(model.name).alert_thresholds
     stage_name = f"monitoring/{model.name}/performance"
+    task = model.model_task
+    headline = (*HEADLINE[:2], *metrics_for(task, live=False), *HEADLINE[2:])
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         champion = champion_or_fail(stage.tracker, model.name, stage_name)
+        threshold = version_threshold(champion, model)
         results: list[DayPerformance] = []
         for d in days:
             inputs = read_day_inputs(stage.storage, model.name, d, endpoints, stage_name)
@@ -71,6 +69,8 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
                 entity_key=join_key,
                 champion_version=champion.version,
                 endpoints=endpoints,
+                threshold=threshold,
+                task=task,
             )
             write_json(stage.storage, layout.performance_summary(model.name, d), perf.to_json())
             results.append(perf)
@@ -89,9 +89,10 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         return StageResult(
             metadata={
                 "status": last.status,
-                **{k: s[k] for k in HEADLINE},
+                **{k: s[k] for k in headline},
                 "champion_version": champion.version,
-                "threshold": DEFAULT_THRESHOLD,
+                "task": str(task),
+                **({"threshold": threshold} if task == "binary" else {}),
                 "days_evaluated": len(results),
                 "quality": md_table(table),
                 "summary": dg.MetadataValue.path(
@@ -107,9 +108,9 @@ def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         group="monitoring",
         description=(
             f"Live quality of the `{model.name}` champion once a day's labels matured ({horizon} days "
-            f"later): AUC, precision/recall/F1 at {DEFAULT_THRESHOLD}, Brier, calibration on the batch "
-            f"predictions and on the served prediction log (checked on the log from {MIN_LOG_ROWS} "
-            "labelled rows); latency p50/p99 and error rate of the log."
+            f"later): {', '.join(metrics_for(task, live=False))} on the batch predictions and on the "
+            f"served prediction log (checked on the log from {MIN_LOG_ROWS} labelled rows); latency "
+            "p50/p99 and error rate of the log."
         ),
         kinds={"polars", "scikitlearn"},
         deps=[

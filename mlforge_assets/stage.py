@@ -200,3 +200,10 @@ def raise_alerts(
         )
         if sent is not None:
             stage.context.log.warning(f"alert {sent.status}: {sent.summary}")
+
+
+def algorithm_kind(algorithm: str) -> str:
+    """The Dagster kind (its UI icon) of a model's algorithm: xgboost, lightgbm, scikitlearn, python."""
+    if algorithm in ("xgboost", "lightgbm"):
+        return algorithm
+    return "scikitlearn" if algorithm.startswith("sklearn.") else "python"

@@ -42,9 +42,12 @@ def test_quickstart_dagster_cli_and_serving(tmp_path: Path, repo_root: Path) -> 
     quickstart_s = time.perf_counter() - t0
     out = qs.stdout
     assert "raw rows          69,659" in out
-    auc = float(re.search(r"holdout AUC\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    auc = float(re.search(r"holdout\s+auc ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     assert 0.70 <= auc <= 0.90
-    assert "model             churn v1" in out and "endpoint          churn-api (revision 1" in out
+    assert (
+        "model             churn v1 [binary, xgboost]" in out
+        and "endpoint          churn-api (revision 1" in out
+    )
     print(f"quickstart wall time {quickstart_s:.1f} s, AUC {auc:.4f}")
 
     # 2. Dagster's CLI: one day across the whole graph, after the history was backfilled

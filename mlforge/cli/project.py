@@ -64,6 +64,14 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
     _summary(project, steps, time.perf_counter() - t0)
 
 
+#: Holdout metrics the quickstart summary prints per task, after the gate's metric.
+HEADLINE_METRICS = {
+    "binary": ("auc", "pr_auc", "f1"),
+    "multiclass": ("logloss", "accuracy", "macro_f1"),
+    "regression": ("rmse", "r2", "top_decile_capture"),
+}
+
+
 def _summary(project, steps, seconds: float) -> None:  # type: ignore[no-untyped-def]
     spec = project.spec
     meta: dict[str, dict[str, object]] = {}
@@ -76,12 +84,16 @@ def _summary(project, steps, seconds: float) -> None:  # type: ignore[no-untyped
     for m in spec.models:
         t = meta.get(f"{p}/models/{m.name}/trained", {})
         r = meta.get(f"{p}/models/{m.name}/registered", {})
-        auc = t.get("holdout_auc")
         print(
-            f"  model             {m.name} v{r.get('model_version')} (champion: {r.get('champion_version')}, {r.get('gate')})"
+            f"  model             {m.name} v{r.get('model_version')} [{m.model_task}, {m.algorithm}] "
+            f"(champion: {r.get('champion_version')}, {r.get('gate')})"
         )
-        if isinstance(auc, float):
-            print(f"  holdout AUC       {auc:.4f} on {t.get('holdout_rows')} customers")
+        shown = [m.gate_metric, *(k for k in HEADLINE_METRICS[m.model_task] if k != m.gate_metric)]
+        figures = ", ".join(
+            f"{k} {t[f'holdout_{k}']:.4f}" for k in shown if isinstance(t.get(f"holdout_{k}"), float)
+        )
+        if figures:
+            print(f"  holdout           {figures} on {t.get('holdout_rows')} rows")
         d = meta.get(f"{p}/monitoring/{m.name}/drift", {})
         if "drift_share" in d:
             print(f"  drift share       {float(d['drift_share']):.2f} (threshold {d.get('threshold')})")  # type: ignore[arg-type]

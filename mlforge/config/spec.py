@@ -690,6 +690,11 @@ def _label_columns(
     column = getattr(label, "column", None)
     if column is not None:
         named.append((f"{where}.column", column, True))
+    if named and not cols:
+        return [
+            f"{where}.dataset: dataset '{ds.name}' declares no columns; the label reads "
+            f"{sorted({c for _, c, _ in named})} from it: declare them under datasets[].columns with their types"
+        ]
     for path, col, numeric in named:
         if col not in cols:
             problems.append(

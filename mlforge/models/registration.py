@@ -12,7 +12,7 @@ from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet, write_json
 from mlforge.io.timeline import key
-from mlforge.models.base import ALGORITHM_TAG, FittedModel
+from mlforge.models.base import ALGORITHM_TAG, THRESHOLD_TAG, FittedModel
 from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide, unseen_by_champion
 from mlforge.models.metrics import evaluate
 from mlforge.models.predictions import predict_frame
@@ -118,3 +118,10 @@ def version_model(tracker: Tracker, version: ModelVersionInfo, model: ModelSpec)
     as is the spec's default, so the spec's algorithm stands in for them.
     """
     return tracker.load_model(version.booster_uri, version.tags.get(ALGORITHM_TAG, model.algorithm))
+
+
+def version_threshold(version: ModelVersionInfo, model: ModelSpec) -> float:
+    """A binary version's decision threshold: its THRESHOLD_TAG (chosen on the validation folds
+    when the spec asks for it), else the spec's `threshold`."""
+    raw = version.tags.get(THRESHOLD_TAG)
+    return float(raw) if raw else model.threshold

@@ -26,7 +26,8 @@ from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet
 from mlforge.io.timeline import key
-from mlforge.models.metrics import expected_calibration_error
+from mlforge.models.base import Task
+from mlforge.models.metrics import evaluate, metrics_for
 from mlforge.models.metrics import metric as metric_info
 from mlforge.monitoring.prediction_log import (
     STATUS_OK,
@@ -36,17 +37,16 @@ from mlforge.monitoring.prediction_log import (
     read_prediction_log,
 )
 
-#: Score at or above which a prediction counts as positive for precision/recall/F1.
-DEFAULT_THRESHOLD = 0.5
 #: Labelled log rows from which the live (log) quality is the one checked instead of the batch's.
 MIN_LOG_ROWS = 200
 
 STATUS_OK_DAY = "ok"
 STATUS_NOT_MATURED = "labels not matured"
 
-#: alert_thresholds this stage checks (their directions live in mlforge.models.metrics).
-QUALITY_METRICS = ("auc", "f1", "precision", "recall")
-THRESHOLDS = (*QUALITY_METRICS, "latency_p99_ms", "error_rate")
+#: The prediction columns a day's quality is measured from (batch predictions and the log).
+SCORE = "score"
+PROBABILITIES = "probabilities"  # multiclass: the class probabilities, a list per row
+OPERATIONS = ("latency_p50_ms", "latency_p99_ms", "error_rate")
 
 
 def matures_on(d: date, horizon_days: int) -> date:
@@ -66,85 +66,95 @@ def check_name(metric: str) -> str:
 
 @dataclass(frozen=True)
 class Quality:
-    """Classification quality of scores against matured labels."""
+    """Quality of predictions against matured labels: every label metric of the task.
 
+    A metric that cannot be computed on the rows (AUC with one class, anything on no rows) is None.
+    """
+
+    task: Task
     rows: int
-    positives: int
-    auc: float | None
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    brier: float | None
-    ece: float | None
-    positive_rate: float | None
-    mean_score: float | None
-    threshold: float = DEFAULT_THRESHOLD
+    metrics: dict[str, float | None]
+    threshold: float | None = None  # binary: where a score becomes a positive
+
+    def value(self, name: str) -> float | None:
+        """The figure of metric `name` (None when it could not be computed)."""
+        return self.metrics.get(name)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON form."""
-        return asdict(self)
+        """Plain JSON form: the task, rows, threshold and every metric at the top level."""
+        return {"task": str(self.task), "rows": self.rows, "threshold": self.threshold, **self.metrics}
 
 
-def quality(y_true: np.ndarray, scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> Quality:
-    """Rows, AUC (None with one class only), precision/recall/F1 at `threshold`, Brier, ECE."""
-    y = np.asarray(y_true, dtype=np.int64)
-    p = np.asarray(scores, dtype=np.float64)
+def quality(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5, task: Task = Task.BINARY
+) -> Quality:
+    """:func:`mlforge.models.metrics.evaluate` of the scores, NaN as None, plus count summaries
+    (binary: positives and the mean score; regression: the mean prediction)."""
+    y = np.asarray(y_true)
     n = int(y.size)
+    names = metrics_for(task, live=False)
+    extra = {
+        Task.BINARY: ["positives", "positive_rate", "mean_score"],
+        Task.REGRESSION: ["actual_mean", "mean_score"],
+        Task.MULTICLASS: [],
+    }[task]
     if n == 0:
-        return Quality(0, 0, None, None, None, None, None, None, None, None, threshold)
-    pos = int(y.sum())
-    auc = None
-    if 0 < pos < n:
-        from sklearn.metrics import roc_auc_score
-
-        auc = float(roc_auc_score(y, p))
-    pred = p >= threshold
-    tp = int(np.count_nonzero(pred & (y == 1)))
-    fp = int(np.count_nonzero(pred & (y == 0)))
-    fn = int(np.count_nonzero(~pred & (y == 1)))
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    if precision is None or recall is None:
-        f1 = None
-    else:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Quality(
-        rows=n,
-        positives=pos,
-        auc=auc,
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        brier=float(np.mean((p - y) ** 2)),
-        ece=expected_calibration_error(y, p),
-        positive_rate=pos / n,
-        mean_score=float(p.mean()),
-        threshold=threshold,
-    )
+        return Quality(task, 0, dict.fromkeys([*names, *extra]), threshold if task is Task.BINARY else None)
+    values = evaluate(scores, y, threshold, task)
+    got: dict[str, float | None] = {
+        k: (None if values.get(k, np.nan) != values.get(k, np.nan) else values[k])
+        for k in names
+        if k in values
+    }
+    p = np.asarray(scores, dtype=np.float64)
+    if task is Task.BINARY:
+        got.update(positives=float(y.sum()), positive_rate=float(y.mean()), mean_score=float(p.mean()))
+    elif task is Task.REGRESSION:
+        got.update(actual_mean=float(y.mean()), mean_score=float(p.mean()))
+    return Quality(task, n, got, threshold if task is Task.BINARY else None)
 
 
-def join_batch(predictions: pl.DataFrame, labels: pl.DataFrame, entity_key: str) -> pl.DataFrame:
-    """(score, label) of every batch prediction whose entity has a label."""
+def _score_column(task: Task) -> str:
+    return PROBABILITIES if task is Task.MULTICLASS else SCORE
+
+
+def join_batch(
+    predictions: pl.DataFrame, labels: pl.DataFrame, entity_key: str, task: Task = Task.BINARY
+) -> pl.DataFrame:
+    """(score, label) of every batch prediction whose entity has a label (multiclass: probabilities)."""
+    col = _score_column(task)
     return (
-        predictions.select(entity_key, "score")
+        predictions.select(entity_key, col)
         .join(labels.select(entity_key, LABEL), on=entity_key, how="inner")
-        .select("score", LABEL)
+        .select(pl.col(col).alias(SCORE), LABEL)
     )
 
 
-def join_log(log: pl.DataFrame, labels: pl.DataFrame, entity_key: str) -> pl.DataFrame:
-    """(score, label) of the log's answered ok rows whose entity has a label (one row per prediction)."""
+def join_log(
+    log: pl.DataFrame, labels: pl.DataFrame, entity_key: str, task: Task = Task.BINARY
+) -> pl.DataFrame:
+    """(score, label) of the log's answered ok rows whose entity has a label (one row per prediction).
+
+    A multiclass model's log rows are measured only when the log holds their class probabilities.
+    """
     ok = ok_scored_rows(answering_rows(log))
+    col = _score_column(task)
+    if col not in ok.columns:
+        return pl.DataFrame({SCORE: [], LABEL: []})
     return (
-        ok.select(pl.col("entity_id").alias(entity_key), "score")
+        ok.select(pl.col("entity_id").alias(entity_key), pl.col(col).alias(SCORE))
         .join(labels.select(entity_key, LABEL), on=entity_key, how="inner")
-        .select("score", LABEL)
+        .select(SCORE, LABEL)
     )
 
 
-def quality_of(pairs: pl.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> Quality:
-    """:func:`quality` of a (score, label) frame."""
-    return quality(pairs[LABEL].to_numpy(), pairs["score"].to_numpy(), threshold)
+def quality_of(pairs: pl.DataFrame, threshold: float = 0.5, task: Task = Task.BINARY) -> Quality:
+    """:func:`quality` of a (score, label) frame (a multiclass score is a list of probabilities)."""
+    if task is Task.MULTICLASS:
+        scores = np.array(pairs[SCORE].to_list(), dtype=np.float64) if pairs.height else np.zeros((0, 0))
+    else:
+        scores = pairs[SCORE].to_numpy()
+    return quality(pairs[LABEL].to_numpy(), scores, threshold, task)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +254,7 @@ class DayPerformance:
     matures_on: date
     champion_version: int | None
     operations: Operations
+    task: Task = Task.BINARY
     batch: Quality | None = None
     log: Quality | None = None
     endpoints: list[str] = field(default_factory=list)
@@ -267,12 +278,10 @@ class DayPerformance:
 
     def value(self, metric: str) -> float | None:
         """The figure an alert threshold is compared with (None when it cannot be measured)."""
-        if metric in QUALITY_METRICS:
-            q = self.primary
-            return None if q is None else getattr(q, metric)
-        if metric in ("latency_p50_ms", "latency_p99_ms", "error_rate"):
-            return getattr(self.operations, metric)
-        raise KeyError(metric)
+        if metric in OPERATIONS:
+            return getattr(self.operations, metric)  # type: ignore[no-any-return]
+        q = self.primary
+        return None if q is None else q.value(metric)
 
     def to_json(self) -> dict[str, Any]:
         """The summary written to storage: headline figures at the top, details below."""
@@ -283,10 +292,8 @@ class DayPerformance:
             "matures_on": key(self.matures_on),
             "champion_version": self.champion_version,
             "quality_source": self.quality_source,
-            **{
-                m: (getattr(q, m) if q else None)
-                for m in ("auc", "f1", "precision", "recall", "brier", "ece")
-            },
+            "task": str(self.task),
+            **{m: (q.value(m) if q else None) for m in metrics_for(self.task, live=False)},
             "rows": self.batch.rows if self.batch else None,
             "log_labelled_rows": self.log.rows if self.log else None,
             **self.operations.to_json(),
@@ -308,7 +315,8 @@ def evaluate_day(
     entity_key: str,
     champion_version: int | None,
     endpoints: list[str] | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float = 0.5,
+    task: Task = Task.BINARY,
 ) -> DayPerformance:
     """The performance of day `d`: quality when `labels` exist (None = not matured), operations always."""
     ops = operations(log)
@@ -320,16 +328,21 @@ def evaluate_day(
     batch_versions: list[int] = []
     if labels is not None:
         if predictions is not None:
-            batch = quality_of(join_batch(predictions, labels, entity_key), threshold)
+            batch = quality_of(join_batch(predictions, labels, entity_key, task), threshold, task)
             if "model_version" in predictions.columns and predictions.height:
                 batch_versions = sorted(int(v) for v in predictions["model_version"].unique().to_list())
-        live = quality_of(join_log(answered, labels, entity_key), threshold) if answered.height else None
+        live = (
+            quality_of(join_log(answered, labels, entity_key, task), threshold, task)
+            if answered.height
+            else None
+        )
     return DayPerformance(
         day=d,
         status=STATUS_NOT_MATURED if labels is None else STATUS_OK_DAY,
         matures_on=matures_on(d, horizon_days),
         champion_version=champion_version,
         operations=ops,
+        task=task,
         batch=batch,
         log=live,
         endpoints=list(endpoints or []),
@@ -339,18 +352,19 @@ def evaluate_day(
 
 
 def threshold_checks(perf: DayPerformance, thresholds: dict[str, float]) -> list[CheckOutcome]:
-    """One outcome per alert threshold this stage understands (see :data:`THRESHOLDS`).
+    """One outcome per alert threshold of a label metric or an operation (drift is the drift stage's).
 
     A threshold whose figure cannot be measured on the day (labels not matured, one class only,
     no log rows) passes with a description saying it was not evaluated and ``evaluated: False``.
     """
     out = []
     for metric, limit in thresholds.items():
-        if metric not in THRESHOLDS:
+        if metric not in OPERATIONS and metric_info(metric).live:
             continue
         name, m = check_name(metric), metric_info(metric)
+        labelled = metric not in OPERATIONS
         value = perf.value(metric)
-        source = perf.quality_source if metric in QUALITY_METRICS else "log"
+        source = perf.quality_source if labelled else "log"
         meta: dict[str, Any] = {
             "value": value,
             "threshold": limit,
@@ -361,9 +375,9 @@ def threshold_checks(perf: DayPerformance, thresholds: dict[str, float]) -> list
         if value is None:
             why = (
                 f"labels mature on {key(perf.matures_on)}"
-                if perf.status == STATUS_NOT_MATURED and metric in QUALITY_METRICS
-                else "no labelled rows with both classes"
-                if metric in QUALITY_METRICS
+                if perf.status == STATUS_NOT_MATURED and labelled
+                else f"no labelled rows it can be computed on (e.g. {metric} needs both classes)"
+                if labelled
                 else "no prediction log rows"
             )
             out.append(CheckOutcome(name, True, f"{metric} not evaluated for {key(perf.day)}: {why}", meta))

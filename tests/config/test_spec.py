@@ -136,6 +136,14 @@ def _delete(path: tuple[Any, ...]) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
+def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(doc: dict[str, Any]) -> None:
+        for one in mutations:
+            one(doc)
+
+    return mutate
+
+
 BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, list[str]]] = [
     # (id, mutation, problem prefix (the field path), fragments the problem must contain)
     (
@@ -287,6 +295,115 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, list[str]]] = [
         _set(("models", 0, "gate", "metric"), "rmse"),
         "models[0].gate.metric:",
         ["'rmse'", "binary", "auc", "logloss", "pr_auc"],
+    ),
+    (
+        "label-kind-vs-task",
+        _set(("models", 0, "task"), "regression"),
+        "models[0].task:",
+        ["'regression' does not fit a 'churn' label", "binary"],
+    ),
+    (
+        "non-increasing-bins",
+        _set(
+            ("models", 0, "label"),
+            {
+                "kind": "aggregate",
+                "dataset": "transactions",
+                "horizon_days": 90,
+                "function": "sum",
+                "column": "dollar_value",
+                "bins": [50, 50, 200],
+            },
+        ),
+        "models[0].label",
+        ["bins must increase strictly", "[50.0, 50.0, 200.0]"],
+    ),
+    (
+        "aggregate-label-of-unknown-column",
+        _all(
+            _delete(("models", 0, "gate", "metric")),
+            _delete(("monitoring", 0, "alert_thresholds", "auc")),
+            _set(
+                ("models", 0, "label"),
+                {
+                    "kind": "aggregate",
+                    "dataset": "transactions",
+                    "horizon_days": 90,
+                    "function": "sum",
+                    "column": "revenue",
+                },
+            ),
+        ),
+        "models[0].label.column:",
+        ["'revenue' is not a column of dataset 'transactions'", "dollar_value"],
+    ),
+    (
+        "aggregate-label-of-a-string-column",
+        _all(
+            _delete(("models", 0, "gate", "metric")),
+            _delete(("monitoring", 0, "alert_thresholds", "auc")),
+            _set(
+                ("models", 0, "label"),
+                {
+                    "kind": "aggregate",
+                    "dataset": "transactions",
+                    "horizon_days": 90,
+                    "function": "mean",
+                    "column": "customer_id",
+                },
+            ),
+        ),
+        "models[0].label.column:",
+        ["'customer_id' is string, a label needs int, float or bool"],
+    ),
+    (
+        "column-label-without-task",
+        _set(
+            ("models", 0, "label"),
+            {"kind": "column", "dataset": "transactions", "horizon_days": 30, "column": "number_of_cds"},
+        ),
+        "models[0].task:",
+        ["a 'column' label needs the task"],
+    ),
+    (
+        "where-on-unknown-column",
+        _set(
+            ("models", 0, "label"),
+            {
+                "kind": "event",
+                "dataset": "transactions",
+                "horizon_days": 30,
+                "where": [{"column": "cds", "op": "ge", "value": 3}],
+            },
+        ),
+        "models[0].label.where[0].column:",
+        ["'cds' is not a column of dataset 'transactions'"],
+    ),
+    (
+        "threshold-optimization-on-regression",
+        _set(
+            ("models", 0),
+            {
+                "name": "clv",
+                "feature_service": "churn_features",
+                "algorithm": "xgboost",
+                "label": {
+                    "kind": "aggregate",
+                    "dataset": "transactions",
+                    "horizon_days": 90,
+                    "function": "count",
+                },
+                "validation": {"threshold_optimization": "f1"},
+            },
+        ),
+        "models[0].validation.threshold_optimization:",
+        ["only binary models have a threshold"],
+    ),
+    (
+        "alert-on-a-metric-of-another-task",
+        _set(("monitoring", 0, "alert_thresholds"), {"r2": 0.5}),
+        "monitoring[0].alert_thresholds:",
+        ["['r2'] not metrics of a binary model"],
     ),
     (
         "empty-datasets",

@@ -159,7 +159,11 @@ def test_batch_predictions_go_through_the_protocol(fitted: XGBoostModel, data: T
     assert spy.calls == [frame.height]
     x, _ = data.matrix("holdout")
     np.testing.assert_array_equal(scored["score"].to_numpy(), fitted.predict(x))
-    assert scored.columns == ["customer_id", "score", "model_version"]
+    assert scored.columns == ["customer_id", "score", "predicted_label", "model_version"]
+    # the binary decision is the score against the default threshold of 0.5
+    np.testing.assert_array_equal(
+        scored["predicted_label"].to_numpy(), (scored["score"].to_numpy() >= 0.5).astype(np.int8)
+    )
     assert scored["model_version"].unique().to_list() == [3]
     # a native booster (what serving and older callers hold) is wrapped, with the same scores
     np.testing.assert_array_equal(predict_frame(fitted.booster, frame, FEATURES), scored["score"].to_numpy())

@@ -50,16 +50,53 @@ def test_quality_matches_sklearn() -> None:
     p = np.clip(0.35 * y + rng.normal(0.35, 0.2, y.size), 0, 1)
     q = quality(y, p)
     pred = (p >= 0.5).astype(int)
-    assert q.rows == 5_000 and q.positives == int(y.sum())
-    assert q.auc == pytest.approx(roc_auc_score(y, p), abs=1e-12)
-    assert q.precision == pytest.approx(precision_score(y, pred))
-    assert q.recall == pytest.approx(recall_score(y, pred))
-    assert q.f1 == pytest.approx(f1_score(y, pred))
-    assert q.brier == pytest.approx(brier_score_loss(y, p))
-    assert q.positive_rate == pytest.approx(y.mean()) and q.mean_score == pytest.approx(p.mean())
+    assert q.rows == 5_000 and q.value("positives") == int(y.sum())
+    assert q.value("auc") == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert q.value("precision") == pytest.approx(precision_score(y, pred))
+    assert q.value("recall") == pytest.approx(recall_score(y, pred))
+    assert q.value("f1") == pytest.approx(f1_score(y, pred))
+    assert q.value("brier") == pytest.approx(brier_score_loss(y, p))
+    assert q.value("positive_rate") == pytest.approx(y.mean()) and q.value("mean_score") == pytest.approx(
+        p.mean()
+    )
     # another threshold moves precision/recall, not AUC
     q8 = quality(y, p, threshold=0.8)
-    assert q8.auc == q.auc and q8.recall is not None and q8.recall < q.recall  # type: ignore[operator]
+    assert (
+        q8.value("auc") == q.value("auc")
+        and q8.value("recall") is not None
+        and q8.value("recall") < q.value("recall")
+    )  # type: ignore[operator]
+
+
+def test_quality_of_regression_and_multiclass_predictions() -> None:
+    from scipy.stats import spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, r2_score
+
+    from mlforge.models.base import Task
+
+    rng = np.random.default_rng(5)
+    y = rng.gamma(2.0, 50.0, 2_000)
+    pred = y * 0.8 + rng.normal(0, 20, y.size)
+    q = quality(y, pred, task=Task.REGRESSION)
+    assert q.rows == 2_000 and q.threshold is None and "auc" not in q.metrics
+    assert q.value("rmse") == pytest.approx(float(np.sqrt(np.mean((y - pred) ** 2))))
+    assert q.value("mae") == pytest.approx(mean_absolute_error(y, pred))
+    assert q.value("r2") == pytest.approx(r2_score(y, pred))
+    assert q.value("spearman") == pytest.approx(spearmanr(pred, y).statistic)
+    top = np.argsort(-pred)[:200]
+    assert q.value("top_decile_capture") == pytest.approx(y[top].sum() / y.sum())
+    assert 0.1 < q.value("top_decile_capture") < 1  # type: ignore[operator]
+
+    k = rng.integers(0, 3, 1_500)
+    probs = rng.dirichlet(np.ones(3), k.size)
+    probs[np.arange(k.size), k] += 1.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    m = quality(k, probs, task=Task.MULTICLASS)
+    assert m.value("accuracy") == pytest.approx(accuracy_score(k, probs.argmax(1)))
+    assert m.value("macro_f1") == pytest.approx(f1_score(k, probs.argmax(1), average="macro"))
+    assert m.value("logloss") == pytest.approx(log_loss(k, probs), rel=1e-6)
+    assert m.value("accuracy") > 0.6  # type: ignore[operator]  # well above a third (chance)
+    assert quality(np.array([]), np.zeros((0, 3)), task=Task.MULTICLASS).value("accuracy") is None
 
 
 def test_expected_calibration_error_by_hand() -> None:
@@ -76,10 +113,15 @@ def test_expected_calibration_error_by_hand() -> None:
 
 def test_one_class_has_no_auc_and_empty_has_no_metrics() -> None:
     q = quality(np.ones(50, dtype=int), np.linspace(0.2, 0.9, 50))
-    assert q.auc is None and q.rows == 50 and q.positive_rate == 1.0
-    assert q.precision == 1.0 and q.recall is not None and 0 < q.recall < 1
+    assert q.value("auc") is None and q.rows == 50 and q.value("positive_rate") == 1.0
+    assert q.value("precision") == 1.0 and q.value("recall") is not None and 0 < q.value("recall") < 1
     empty = quality(np.array([]), np.array([]))
-    assert empty.rows == 0 and empty.auc is None and empty.brier is None and empty.f1 is None
+    assert (
+        empty.rows == 0
+        and empty.value("auc") is None
+        and empty.value("brier") is None
+        and empty.value("f1") is None
+    )
 
 
 def _batch(
@@ -171,7 +213,7 @@ def test_log_quality_is_checked_from_enough_labelled_rows() -> None:
         entity_key="customer_id", champion_version=1,
     )  # fmt: skip
     assert few.quality_source == "batch" and few.log is not None and few.log.rows == MIN_LOG_ROWS - 1
-    assert few.value("auc") == pytest.approx(quality(y, batch_scores).auc)
+    assert few.value("auc") == pytest.approx(quality(y, batch_scores).value("auc"))
     many = evaluate_day(
         MATURED, horizon_days=90, labels=labels, predictions=preds, log=log_of(n - 1),
         entity_key="customer_id", champion_version=1,
@@ -179,8 +221,8 @@ def test_log_quality_is_checked_from_enough_labelled_rows() -> None:
     assert many.quality_source == "log" and many.log is not None and many.log.rows == n - 1
     # _batch ids start at 00001: the log's rows join their own labels
     log_scores = np.linspace(0.1, 0.9, n - 1)
-    assert many.value("auc") == pytest.approx(quality(y[1:], log_scores).auc)
-    assert many.to_json()["batch"]["auc"] == pytest.approx(quality(y, batch_scores).auc)
+    assert many.value("auc") == pytest.approx(quality(y[1:], log_scores).value("auc"))
+    assert many.to_json()["batch"]["auc"] == pytest.approx(quality(y, batch_scores).value("auc"))
 
 
 def test_unknown_alert_threshold_fails_spec_validation(repo_root: Path) -> None:
@@ -239,8 +281,12 @@ def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Pa
     preds = read_parquet(storage, layout.predictions("churn", MATURED))
     joined = preds.join(labels, on="customer_id")
     expected = quality(joined[LABEL].to_numpy(), joined["score"].to_numpy())
-    assert meta["auc"] == pytest.approx(expected.auc) and meta["f1"] == pytest.approx(expected.f1)
-    assert meta["ece"] == pytest.approx(expected.ece) and meta["brier"] == pytest.approx(expected.brier)
+    assert meta["auc"] == pytest.approx(expected.value("auc")) and meta["f1"] == pytest.approx(
+        expected.value("f1")
+    )
+    assert meta["ece"] == pytest.approx(expected.value("ece")) and meta["brier"] == pytest.approx(
+        expected.value("brier")
+    )
     summary = read_json(storage, layout.performance_summary("churn", MATURED))
     assert summary["status"] == "ok" and summary["auc"] == pytest.approx(meta["auc"])
 
@@ -288,13 +334,13 @@ def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Pa
     meta = runner.materialize([_perf_key(runner)], MATURED).metadata["churn/monitoring/churn/performance"]
     assert meta["log_rows"] == 315 and meta["log_labelled_rows"] == 300 and meta["quality_source"] == "log"
     live = quality(joined[LABEL].to_numpy()[:300], scores)
-    assert meta["auc"] == pytest.approx(live.auc) and 0.6 <= meta["auc"] <= 0.9  # type: ignore[operator]
+    assert meta["auc"] == pytest.approx(live.value("auc")) and 0.6 <= meta["auc"] <= 0.9  # type: ignore[operator]
     assert meta["error_rate"] == pytest.approx(15 / 315)
     per_request = [4.0 + r for r in range(30)] + [2.0, 30.0]
     assert meta["latency_p50_ms"] == pytest.approx(np.percentile(per_request, 50))
     assert meta["latency_p99_ms"] == pytest.approx(np.percentile(per_request, 99))
     summary = read_json(storage, layout.performance_summary("churn", MATURED))
-    assert summary["batch"]["auc"] == pytest.approx(expected.auc) and summary["log"]["rows"] == 300
+    assert summary["batch"]["auc"] == pytest.approx(expected.value("auc")) and summary["log"]["rows"] == 300
     # the checks ran on the served quality and latency (within the spec's thresholds)
     instance = runner.instance
     for name in ("min_auc", "max_latency_p99_ms"):
