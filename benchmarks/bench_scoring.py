@@ -8,7 +8,7 @@
 The model has the example model's shape: trained here, through the model seam
 (``XGBoostModel.fit``) with the spec's params (200 trees of depth 4, 15 features), on the example
 view's snapshots of the bundled CDNOW history (the training days of cutoff 1998-06-30, labels from
-``churn_labels``). By default only the newest ``--train-snapshots 8`` of the 39 training snapshots
+``compute_labels``). By default only the newest ``--train-snapshots 8`` of the 39 training snapshots
 are used, to keep the run short; ``0`` takes all of them (the quickstart's model: holdout AUC
 0.7451), ``--model`` loads a booster file instead (e.g. the quickstart champion's ``model.ubj``).
 Rows are the real feature rows of the holdout snapshot (1998-04-01).
@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from mlforge.config.spec import load_spec  # noqa: E402
 from mlforge.data.sources import read_source  # noqa: E402
-from mlforge.features.labels import LABEL, churn_labels  # noqa: E402
+from mlforge.features.labels import LABEL, compute_labels  # noqa: E402
 from mlforge.features.refs import feature_names  # noqa: E402
 from mlforge.features.snapshots import EVENT_TS, iter_snapshots  # noqa: E402
 from mlforge.io.timeline import training_dates  # noqa: E402
@@ -86,7 +86,7 @@ def example_training_data(train_snapshots: int) -> tuple[TrainingData, Any]:
     names = feature_names(view)
     frames = []
     for d, snap in iter_snapshots(view, events, KEY, DAY, [*train_days, holdout_day]):
-        labels = churn_labels(model, snap[KEY], events, KEY, DAY, d)
+        labels = compute_labels(model, snap[KEY], events, KEY, DAY, d)
         frames.append(labels.join(snap.select(KEY, *names), on=KEY, how="left"))
     frame = pl.concat(frames).sort(EVENT_TS, KEY)
     last = frame[EVENT_TS].max()

@@ -8,7 +8,8 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
-from mlforge.features.labels import build_labels, label_view
+from mlforge.features.labels import build_labels, describe_label, label_view
+from mlforge.models.base import Task
 from mlforge_assets.conditions import when_matured
 from mlforge_assets.partitions import asset_key, window
 from mlforge_assets.stage import Stage, StageResult, stage_asset
@@ -25,12 +26,15 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     def run(stage: Stage, days: list[date]) -> StageResult:
         stored = build_labels(stage.storage, spec, model, days)
         total = sum(p.rows for p in stored)
-        positives = sum(p.positives for p in stored)
+        share = sum(p.label_sum for p in stored) / total if total else 0.0
+        # binary: the share of positives; regression: the mean value; multiclass: the mean class
+        name = "positive_rate" if model.model_task is Task.BINARY else "label_mean"
         return StageResult(
             metadata={
                 "dagster/row_count": total,
-                "positive_rate": positives / total if total else 0.0,
+                name: share,
                 "horizon_days": h,
+                "task": str(model.model_task),
             },
             data_version=stored[-1].sha256,
         )
@@ -39,7 +43,7 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         project,
         key=asset_key(project, "labels", model.name),
         group="features",
-        description=f"`{model.name}` target per {join_key}: no event in the {h} days after the snapshot.",
+        description=f"`{model.name}` target per {join_key}: {describe_label(model)}.",
         kinds={"parquet", "polars"},
         deps=[
             dg.AssetDep(asset_key(project, "features", view.name)),

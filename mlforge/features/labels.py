@@ -1,7 +1,9 @@
 """Labels: the target as known once the horizon after a snapshot has passed.
 
-churn(entity, D) = 1 when the entity has no event in (D, D + horizon]. The label of D can only be
-computed once every raw partition of that horizon exists; until then it is not materializable.
+The label of snapshot D looks only at the rows of (D, D + horizon] of its dataset: churn (no
+event), event (at least one), an aggregate (sum, count, mean; binned for multiclass) or a column
+of a labels dataset (see :func:`compute_labels`). It can only be computed once every raw
+partition of that horizon exists; until then it is not materializable.
 """
 
 from __future__ import annotations
@@ -9,41 +11,164 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 import polars as pl
 
-from mlforge.config.spec import FeatureViewSpec, ModelSpec, ProjectSpec
+from mlforge.config.spec import (
+    AggregateLabel,
+    ChurnLabel,
+    ColumnLabel,
+    Condition,
+    EventLabel,
+    FeatureViewSpec,
+    ModelSpec,
+    ProjectSpec,
+)
 from mlforge.data.raw import day_column, load_days, missing_days
-from mlforge.errors import MissingPartitionsError, MLForgeError
+from mlforge.errors import DataError, MissingPartitionsError, MLForgeError
 from mlforge.features.offline import missing_snapshots, read_snapshot
 from mlforge.features.refs import service_features
 from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, write_json, write_parquet
 from mlforge.io.timeline import days_between, end_of, key, label_window
+from mlforge.models.base import Task
 
 LABEL = "label"
 
+_OPS = {
+    "eq": lambda c, v: c == v,
+    "ne": lambda c, v: c != v,
+    "gt": lambda c, v: c > v,
+    "ge": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "le": lambda c, v: c <= v,
+    "in": lambda c, v: c.is_in(v),
+}
 
-def churn_labels(
+#: The stored dtype of a label by task (binary 0/1, class index, real value).
+LABEL_DTYPES: dict[Task, type[pl.DataType]] = {
+    Task.BINARY: pl.Int8,
+    Task.MULTICLASS: pl.Int32,
+    Task.REGRESSION: pl.Float64,
+}
+
+
+def row_filter(where: list[Condition]) -> pl.Expr:
+    """The polars expression keeping the rows that meet every condition (all rows without any)."""
+    expr = pl.lit(True)
+    for c in where:
+        expr = expr & _OPS[c.op](pl.col(c.column), c.value)
+    return expr
+
+
+def describe_label(model: ModelSpec) -> str:
+    """One line saying what the label of a snapshot D is (the labels asset's description)."""
+    lab = model.label
+    h = f"the {lab.horizon_days} days after the snapshot"
+    if isinstance(lab, ColumnLabel):
+        return f"`{lab.column}` of `{lab.dataset}` recorded in {h} ({lab.several} of several)"
+    rows = f"`{lab.dataset}` rows" + (" matching the filter" if lab.where else "")
+    if isinstance(lab, ChurnLabel):
+        return f"1 when no {rows} fall in {h}"
+    if isinstance(lab, EventLabel):
+        return f"1 when at least one of the {rows} falls in {h}"
+    what = f"{lab.function} of `{lab.column}`" if lab.column else "count"
+    binned = f", binned at {lab.bins}" if lab.bins else ""
+    return f"{what} over {rows} in {h}{binned}"
+
+
+def compute_labels(
     model: ModelSpec,
     entities: pl.Series,
     future_events: pl.DataFrame,
     entity_key: str,
     day_col: str,
     d: date,
+    timestamp: str | None = None,
 ) -> pl.DataFrame:
-    """Label every entity of the snapshot at `d`: 1 = no event in the horizon after d."""
+    """(entity, event_timestamp, label) of every entity of the snapshot at `d`, sorted by entity.
+
+    Only rows whose day falls in (d, d + horizon] (and that meet the label's `where`) count, so a
+    label never reads anything its horizon does not cover. `timestamp` (the dataset's event-time
+    column) orders several rows of one entity for a column label's ``first`` / ``last``; rows of
+    the same instant keep their stored order. A column label without a row in the horizon gets
+    its ``fill_value``, or no row at all when that is null (the entity is left out of training).
+    """
+    lab = model.label
     first, last = label_window(model, d)
-    active = future_events.filter(pl.col(day_col).is_between(first, last)).select(entity_key).unique()
+    window = future_events.filter(pl.col(day_col).is_between(first, last))
+    if not isinstance(lab, ColumnLabel) and lab.where:
+        window = window.filter(row_filter(lab.where))
+    base = pl.DataFrame({entity_key: entities})
+    dtype = LABEL_DTYPES[model.model_task]
+    if isinstance(lab, ChurnLabel | EventLabel):
+        seen = pl.col(entity_key).is_in(window[entity_key].unique().implode())
+        labelled = base.with_columns((seen.not_() if isinstance(lab, ChurnLabel) else seen).alias(LABEL))
+    elif isinstance(lab, AggregateLabel):
+        agg = {
+            "sum": pl.col(lab.column or entity_key).sum(),
+            "count": pl.len(),
+            "mean": pl.col(lab.column or entity_key).mean(),
+        }[lab.function]
+        per = window.group_by(entity_key).agg(agg.cast(pl.Float64).alias(LABEL))
+        labelled = base.join(per, on=entity_key, how="left").with_columns(
+            pl.col(LABEL).fill_null(lab.fill_value)
+        )
+        if lab.bins is not None:
+            codes = np.searchsorted(np.asarray(lab.bins), labelled[LABEL].to_numpy(), side="right")
+            labelled = labelled.with_columns(pl.Series(LABEL, codes))
+    else:
+        labelled = _column_labels(model, lab, base, window, entity_key, timestamp)
     return (
-        pl.DataFrame({entity_key: entities})
-        .with_columns(
-            pl.col(entity_key).is_in(active[entity_key].implode()).not_().cast(pl.Int8).alias(LABEL),
+        labelled.with_columns(
+            pl.col(LABEL).cast(dtype),
             pl.lit(end_of(d)).cast(pl.Datetime("us")).alias(EVENT_TS),
         )
         .select(entity_key, EVENT_TS, LABEL)
         .sort(entity_key)
     )
+
+
+def _column_labels(
+    model: ModelSpec,
+    lab: ColumnLabel,
+    base: pl.DataFrame,
+    window: pl.DataFrame,
+    entity_key: str,
+    timestamp: str | None,
+) -> pl.DataFrame:
+    """The value of `lab.column` per entity in the window, by the `several` rule, checked by task."""
+    if timestamp is not None:
+        window = window.sort(timestamp, maintain_order=True)
+    value = pl.col(lab.column).cast(pl.Float64)
+    pick = {
+        "last": value.last(),
+        "first": value.first(),
+        "max": value.max(),
+        "min": value.min(),
+        "mean": value.mean(),
+    }[lab.several]
+    per = window.group_by(entity_key, maintain_order=True).agg(pick.alias(LABEL))
+    labelled = base.join(per, on=entity_key, how="left")
+    if lab.fill_value is None:
+        labelled = labelled.filter(pl.col(LABEL).is_not_null())
+    else:
+        labelled = labelled.with_columns(pl.col(LABEL).fill_null(lab.fill_value))
+    task = model.model_task
+    values = labelled[LABEL]
+    bad = None
+    if task is Task.BINARY and not values.is_in([0.0, 1.0]).all():
+        bad = "0 or 1"
+    elif task is Task.MULTICLASS and not ((values >= 0) & (values == values.floor())).all():
+        bad = "a class index 0, 1, 2, …"
+    if bad is not None:
+        odd = values.filter(~values.is_in([0.0, 1.0]) if task is Task.BINARY else values != values.floor())
+        raise DataError(
+            f"labels/{model.name}: '{lab.column}' of dataset '{lab.dataset}' must be {bad} for a "
+            f"{task} model (found {odd.head(3).to_list()})"
+        )
+    return labelled
 
 
 def missing_labels(storage: Storage, model: str, days: list[date]) -> list[str]:
@@ -57,7 +182,7 @@ class StoredLabels:
 
     day: date
     rows: int
-    positives: int
+    label_sum: float  # binary: the positives
     sha256: str
 
 
@@ -70,7 +195,7 @@ def write_labels(storage: Storage, model: str, d: date, labels: pl.DataFrame) ->
     """Store the labels of day `d` and their sidecar (row count and sha256 of the parquet)."""
     digest = write_parquet(storage, layout.label_data(model, d), labels)
     write_json(storage, layout.label_meta(model, d), {"rows": labels.height, "sha256": digest})
-    return StoredLabels(d, labels.height, int(labels[LABEL].sum()), digest)
+    return StoredLabels(d, labels.height, float(labels[LABEL].sum()), digest)
 
 
 def build_labels(
@@ -108,6 +233,11 @@ def build_labels(
     for d in days:
         entities = read_snapshot(storage, view.name, d)[join_key]
         stored.append(
-            write_labels(storage, model.name, d, churn_labels(model, entities, events, join_key, "__day", d))
+            write_labels(
+                storage,
+                model.name,
+                d,
+                compute_labels(model, entities, events, join_key, "__day", d, ds.timestamp.column),
+            )
         )
     return stored

@@ -17,7 +17,7 @@ from polars.testing import assert_frame_equal
 from mlforge.config.spec import DatasetSpec, FeatureViewSpec, ModelSpec, load_spec
 from mlforge.data.sources import read_source
 from mlforge.errors import DataError
-from mlforge.features.labels import LABEL, churn_labels
+from mlforge.features.labels import LABEL, compute_labels
 from mlforge.features.offline import point_in_time_join
 from mlforge.features.refs import feature_names
 from mlforge.features.snapshots import EVENT_TS, compute_snapshot
@@ -402,7 +402,7 @@ def model(horizon: int = 10, window: int = 270, step: int = 7) -> ModelSpec:
     )
 
 
-def test_churn_labels_by_hand() -> None:
+def test_compute_labels_by_hand() -> None:
     d = date(2020, 1, 10)  # horizon 10 → events on 01-11..01-20 count
     future = events(
         [
@@ -417,7 +417,7 @@ def test_churn_labels_by_hand() -> None:
         ]
     )
     ents = pl.Series(KEY, ["twice", "on_d", "after", "first", "none", "last", "before"])
-    out = churn_labels(model(10), ents, future, KEY, DAY, d)
+    out = compute_labels(model(10), ents, future, KEY, DAY, d)
     assert out.columns == [KEY, EVENT_TS, LABEL]
     assert out[LABEL].dtype == pl.Int8
     assert dict(zip(out[KEY].to_list(), out[LABEL].to_list(), strict=True)) == {
@@ -433,12 +433,94 @@ def test_churn_labels_by_hand() -> None:
     assert set(out[EVENT_TS].to_list()) == {end_of(d)} == {datetime(2020, 1, 11)}
 
 
-def test_churn_labels_horizon_boundary_moves_with_horizon() -> None:
+def test_compute_labels_horizon_boundary_moves_with_horizon() -> None:
     future = events([("x", date(2020, 1, 20), 1.0, 1)])
     ents = pl.Series(KEY, ["x"])
     d = date(2020, 1, 10)
-    assert churn_labels(model(10), ents, future, KEY, DAY, d)[LABEL].to_list() == [0]
-    assert churn_labels(model(9), ents, future, KEY, DAY, d)[LABEL].to_list() == [1]
+    assert compute_labels(model(10), ents, future, KEY, DAY, d)[LABEL].to_list() == [0]
+    assert compute_labels(model(9), ents, future, KEY, DAY, d)[LABEL].to_list() == [1]
+
+
+def kind_model(label: dict[str, Any], task: str | None = None) -> ModelSpec:
+    """A 10-day-horizon model of `label` (a label kind other than churn)."""
+    doc: dict[str, Any] = {
+        "name": "m",
+        "feature_service": "churn_features",
+        "label": {"dataset": "transactions", "horizon_days": 10, **label},
+    }
+    if task is not None:
+        doc["task"] = task
+    return ModelSpec.model_validate(doc)
+
+
+#: (entity, day, dollar_value, number_of_cds) around d = 2020-01-10 (horizon: 01-11..01-20)
+KIND_ROWS = [
+    ("a", date(2020, 1, 10), 100.0, 5),  # on d: never counts
+    ("a", date(2020, 1, 12), 10.0, 1),
+    ("a", date(2020, 1, 15), 30.0, 4),
+    ("b", date(2020, 1, 20), 5.0, 3),
+    ("b", date(2020, 1, 21), 999.0, 9),  # after the horizon
+    ("c", date(2020, 1, 11), 50.0, 1),
+]
+KIND_ENTITIES = pl.Series(KEY, ["d", "c", "b", "a"])
+
+
+def kind_labels(m: ModelSpec) -> dict[str, Any]:
+    out = compute_labels(m, KIND_ENTITIES, events(KIND_ROWS), KEY, DAY, date(2020, 1, 10), DAY)
+    assert out[KEY].to_list() == sorted(out[KEY].to_list())
+    return dict(zip(out[KEY].to_list(), out[LABEL].to_list(), strict=True))
+
+
+def test_event_label_with_a_filter() -> None:
+    m = kind_model({"kind": "event"})
+    assert kind_labels(m) == {"a": 1, "b": 1, "c": 1, "d": 0}
+    m = kind_model({"kind": "event", "where": [{"column": "number_of_cds", "op": "ge", "value": 3}]})
+    assert kind_labels(m) == {"a": 1, "b": 1, "c": 0, "d": 0}
+    m = kind_model({"kind": "churn", "where": [{"column": "dollar_value", "op": "gt", "value": 20}]})
+    assert kind_labels(m) == {"a": 0, "b": 1, "c": 0, "d": 1}
+
+
+def test_aggregate_labels_sum_count_mean_and_bins() -> None:
+    agg = {"kind": "aggregate", "column": "dollar_value"}
+    assert kind_labels(kind_model({**agg, "function": "sum"})) == {"a": 40.0, "b": 5.0, "c": 50.0, "d": 0.0}
+    assert kind_labels(kind_model({"kind": "aggregate", "function": "count"})) == {
+        "a": 2.0,
+        "b": 1.0,
+        "c": 1.0,
+        "d": 0.0,
+    }
+    mean = kind_model({**agg, "function": "mean", "fill_value": -1})
+    assert kind_labels(mean) == {"a": 20.0, "b": 5.0, "c": 50.0, "d": -1.0}
+    # edges [5, 50]: class 0 below 5, class 1 in [5, 50), class 2 from 50
+    binned = kind_model({**agg, "function": "sum", "bins": [5.0, 50.0]})
+    assert binned.model_task == "multiclass"
+    out = compute_labels(binned, KIND_ENTITIES, events(KIND_ROWS), KEY, DAY, date(2020, 1, 10))
+    assert out[LABEL].dtype == pl.Int32
+    assert kind_labels(binned) == {"a": 1, "b": 1, "c": 2, "d": 0}
+    assert (
+        compute_labels(
+            kind_model({**agg, "function": "sum"}),
+            KIND_ENTITIES,
+            events(KIND_ROWS),
+            KEY,
+            DAY,
+            date(2020, 1, 10),
+        )[LABEL].dtype
+        == pl.Float64
+    )
+
+
+def test_column_label_rules_for_several_rows_and_none() -> None:
+    col = {"kind": "column", "column": "number_of_cds"}
+    # several rows in the horizon: last by time (a: 4), first (a: 1), max, mean; d has none
+    assert kind_labels(kind_model(col, "regression")) == {"a": 4.0, "b": 3.0, "c": 1.0}
+    assert kind_labels(kind_model({**col, "several": "first"}, "regression"))["a"] == 1.0
+    assert kind_labels(kind_model({**col, "several": "max"}, "regression"))["a"] == 4.0
+    assert kind_labels(kind_model({**col, "several": "mean"}, "regression"))["a"] == 2.5
+    assert kind_labels(kind_model({**col, "fill_value": 0}, "multiclass")) == {"a": 4, "b": 3, "c": 1, "d": 0}
+    # a binary model needs 0/1 values: the error names the column and the dataset
+    with pytest.raises(DataError, match=r"'number_of_cds' of dataset 'transactions' must be 0 or 1"):
+        kind_labels(kind_model(col, "binary"))
 
 
 # --- training dates -----------------------------------------------------------------------

@@ -79,7 +79,7 @@ def test_labels_of_each_day_are_stored_with_their_sidecar(tmp_path: Path, spec: 
         assert labels["customer_id"].to_list() == sorted(want)
         side = read_json(storage, layout.label_meta("churn", day))
         assert side == {"rows": 3, "sha256": next(s.sha256 for s in stored if s.day == day)}
-    assert [(s.day, s.rows, s.positives) for s in stored] == [(d(1), 3, 2), (d(3), 3, 1)]
+    assert [(s.day, s.rows, s.label_sum) for s in stored] == [(d(1), 3, 2.0), (d(3), 3, 1.0)]
 
 
 def test_write_labels_counts_positives_and_hashes_the_parquet(tmp_path: Path) -> None:

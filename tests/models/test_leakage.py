@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import pytest
 from projects import CUTOFF, END, HORIZON, START, compact_spec, write_spec
 
 from mlforge.config.project import Project
+from mlforge.io import layout
+from mlforge.io.storage import read_json
 from mlforge.models.training import read_trained
 from mlforge_assets.runner import Runner
 
@@ -77,3 +81,116 @@ def test_training_set_rows_respect_the_label_horizon(tmp_path: Path, repo_root: 
     assert holdout.toordinal() + h == date(1998, 6, 30).toordinal()
     assert all(d.toordinal() + h <= holdout.toordinal() for d in train)
     assert pl.Series(train).diff().drop_nulls().dt.total_days().unique().to_list() == [7]
+
+
+# --- every label kind ---------------------------------------------------------------------
+
+OUTCOMES = "data/outcomes.csv"
+
+#: label spec and (for gate/alerts) the metric the compact project's gate compares, per kind
+KINDS: dict[str, tuple[dict[str, Any], str]] = {
+    "event-with-filter": (
+        {
+            "kind": "event",
+            "dataset": "transactions",
+            "horizon_days": HORIZON,
+            "where": [{"column": "number_of_cds", "op": "ge", "value": 2}],
+        },
+        "auc",
+    ),
+    "aggregate-sum": (
+        {
+            "kind": "aggregate",
+            "dataset": "transactions",
+            "horizon_days": HORIZON,
+            "function": "sum",
+            "column": "dollar_value",
+        },
+        "rmse",
+    ),
+    "aggregate-binned": (
+        {
+            "kind": "aggregate",
+            "dataset": "transactions",
+            "horizon_days": HORIZON,
+            "function": "sum",
+            "column": "dollar_value",
+            "bins": [0.01, 40.0],
+        },
+        "logloss",
+    ),
+    "column": (
+        {"kind": "column", "dataset": "outcomes", "column": "flag", "horizon_days": HORIZON, "fill_value": 0},
+        "auc",
+    ),
+}
+
+
+def _kind_project(folder: Path, repo_root: Path, kind: str, rows: list[str], outcomes: list[str]) -> Path:
+    """The compact project whose model predicts the label `kind` (column: from an outcomes file)."""
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
+    (folder / OUTCOMES).write_text("\n".join(outcomes) + "\n")
+    spec = compact_spec(repo_root, "data/tx.txt")
+    label, metric = KINDS[kind]
+    m = spec["models"][0]
+    m["label"] = label
+    m["gate"] = {"metric": metric}
+    if kind == "column":
+        m["task"] = "binary"
+    spec["monitoring"][0]["alert_thresholds"] = {}
+    spec["datasets"].append(
+        {
+            "name": "outcomes",
+            "source": {"path": OUTCOMES, "format": "csv"},
+            "timestamp": {"column": "date", "format": "%Y%m%d"},
+            "entity": "customer",
+            "columns": {
+                "customer_id": {"type": "string", "nullable": False},
+                "date": {"type": "date", "nullable": False},
+                "flag": {"type": "int", "nullable": False},
+            },
+        }
+    )
+    return write_spec(folder, spec)
+
+
+def _train_kind(spec_path: Path) -> tuple[str, str]:
+    """(model sha256 for CUTOFF, labels sha256 of the snapshot at CUTOFF: its horizon is all future)."""
+    project = Project.load(spec_path, state_dir=spec_path.parent / ".state")
+    r = Runner(project)
+    r.materialize([r.key("raw", "transactions"), r.key("raw", "outcomes")], START, END)
+    r.materialize([r.key("features", "customer_activity")], START, CUTOFF)
+    r.materialize([r.key("labels", "churn")], START, CUTOFF)
+    r.materialize([r.key("models", "churn", "trained")], CUTOFF)
+    label_sha = read_json(project.storage, layout.label_meta("churn", CUTOFF))["sha256"]
+    return read_trained(project.storage, "churn", CUTOFF).booster_sha256, label_sha
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_label_kind_ignores_everything_after_the_cutoff(
+    tmp_path: Path, repo_root: Path, kind: str
+) -> None:
+    """Changing every source row after D (and every label row not matured by D) leaves the model
+    for D bit-identical, while the labels of a snapshot whose horizon lies after D do change: the
+    tampering reached the label computation, the model never saw it."""
+    header, rows = _rows(repo_root)
+    cut = CUTOFF.strftime("%Y%m%d")
+    # outcome rows: one per purchase, flag = a purchase of 3 or more CDs (a made-up later outcome)
+    outcomes = [(c, day, "1" if int(n) >= 3 else "0") for c, day, n, _ in rows]
+
+    def files(
+        rs: list[tuple[str, str, str, str]], os_: list[tuple[str, str, str]]
+    ) -> tuple[list[str], list[str]]:
+        return [header, *(" ".join(r) for r in rs)], ["customer_id,date,flag", *(",".join(o) for o in os_)]
+
+    baseline = _train_kind(
+        _kind_project(tmp_path / "a", repo_root, kind, *files(rows, outcomes)),
+    )
+    changed = [r if r[1] <= cut else (r[0], r[1], "9", f"{float(r[3]) * 10 + 1:.2f}") for r in rows]
+    changed += [(c, "19970915", "3", "55.00") for c in sorted({r[0] for r in rows})]
+    flipped = [o if o[1] <= cut else (o[0], o[1], "1" if o[2] == "0" else "0") for o in outcomes]
+    flipped += [(c, "19970915", "1") for c in sorted({o[0] for o in outcomes})]
+    tampered = _train_kind(_kind_project(tmp_path / "b", repo_root, kind, *files(changed, flipped)))
+    assert tampered[0] == baseline[0]
+    assert tampered[1] != baseline[1]
