@@ -15,7 +15,7 @@ from mlforge.models.registration import register_cutoff
 from mlforge.models.training import train_cutoff
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key, window
-from mlforge_assets.stage import Stage, StageResult, check, stage_asset
+from mlforge_assets.stage import Stage, StageResult, algorithm_kind, check, stage_asset
 
 
 def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
@@ -31,6 +31,10 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             tags = stage.lineage_tags(d.isoformat())
             results.append(train_cutoff(stage.storage, stage.tracker, spec, model, d, tags))
         last = results[-1]
+        run_url = stage.tracker.run_url(last.experiment_id, last.run_id)
+        extra: dict[str, object] = {f"validation_{k}": v for k, v in last.validation.items()}
+        if last.threshold is not None:
+            extra["threshold"] = last.threshold
         worst = metric(gate_metric).worst(results, lambda r: r.metrics[gate_metric])
         return StageResult(
             metadata={
@@ -38,7 +42,11 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                 "train_rows": last.train_rows,
                 "holdout_rows": last.holdout_rows,
                 "mlflow_run_id": last.run_id,
-                "mlflow_run": stage.tracker.run_url(last.experiment_id, last.run_id),
+                # a link the UI opens when MLflow is a server (a file store has no page to open)
+                "mlflow_run": dg.MetadataValue.url(run_url) if run_url.startswith("http") else run_url,
+                "task": str(model.model_task),
+                "algorithm": model.algorithm,
+                **extra,
                 "model_uri": last.model_uri,
                 "booster_sha256": last.booster_sha256,
                 "data_version": last.data_version,
@@ -56,7 +64,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         group="models",
         description=model.description
         or f"`{model.name}` trained on snapshots whose labels matured by the cutoff.",
-        kinds={"xgboost", "mlflow"},
+        kinds={algorithm_kind(model.algorithm), "mlflow"},
         deps=[window(asset_key(project, "features", v), start, end) for v in views]
         + [window(asset_key(project, "labels", model.name), start, end)],
         run=run,

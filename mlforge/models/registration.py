@@ -12,7 +12,7 @@ from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet, write_json
 from mlforge.io.timeline import key
-from mlforge.models.base import ALGORITHM_TAG, THRESHOLD_TAG, FittedModel
+from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, THRESHOLD_TAG, FittedModel
 from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide, unseen_by_champion
 from mlforge.models.metrics import evaluate
 from mlforge.models.predictions import predict_frame
@@ -62,6 +62,8 @@ def register_cutoff(
             "mlforge.cutoff": key(cutoff),
             "mlforge.data_version": trained.data_version,
             ALGORITHM_TAG: model.algorithm,
+            TASK_TAG: str(model.model_task),
+            **({THRESHOLD_TAG: repr(trained.threshold)} if trained.threshold is not None else {}),
         },
     )
     champion = tracker.alias(model.name, CHAMPION)

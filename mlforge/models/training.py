@@ -30,9 +30,10 @@ from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.io.timeline import clip, key, training_dates
-from mlforge.models.base import ALGORITHM_TAG, FittedModel, fit_model
+from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, THRESHOLD_TAG, FittedModel, Task, fit_model
 from mlforge.models.metrics import evaluate
 from mlforge.models.tracking import LoggedModel, Tracker
+from mlforge.models.validation import fold_metrics, threshold_of, uses_folds, validate
 
 
 @dataclass
@@ -137,6 +138,10 @@ class TrainedModel:
     train_rows: int
     holdout_rows: int
     features: list[str]
+    #: binary: the decision threshold (chosen on the validation folds, or the spec's)
+    threshold: float | None = None
+    #: per-fold and mean validation metrics (``cv<k>_<metric>``, ``cv_mean_<metric>``), when folded
+    validation: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form stored as run.json."""
@@ -170,9 +175,13 @@ def train_cutoff(
 ) -> TrainedModel:
     """Build the point-in-time training set for `cutoff`, train, evaluate, log to MLflow."""
     data = build_training_data(storage, spec, model, cutoff)
+    # folds first: a threshold chosen on them is what the holdout's metrics are measured at
+    validation = validate(data.train, data.features, data.train_days, model) if uses_folds(model) else None
+    threshold = threshold_of(model, validation)
+    cv = fold_metrics(validation) if validation is not None else {}
     fitted = train_model(data, model)
     x_hold, y_hold = data.matrix("holdout")
-    metrics = evaluate(fitted.predict(x_hold), y_hold, model.threshold, model.model_task)
+    metrics = evaluate(fitted.predict(x_hold), y_hold, threshold, model.model_task)
     lineage = json.dumps(data.data_versions, sort_keys=True)
     version = data_version(data.data_versions)
     digest = fitted.sha256()
@@ -185,12 +194,15 @@ def train_cutoff(
         "mlforge.holdout_day": key(data.holdout_day),
         "mlforge.booster_sha256": digest,
         ALGORITHM_TAG: fitted.algorithm,
+        TASK_TAG: str(model.model_task),
     }
+    if model.model_task is Task.BINARY:
+        run_tags[THRESHOLD_TAG] = repr(threshold)
     logged = tracker.log_training(
         experiment=f"{spec.project}/{model.name}",
         run_name=f"{model.name}-{key(cutoff)}",
         model=fitted,
-        metrics={f"holdout_{k}": v for k, v in metrics.items()},
+        metrics={**{f"holdout_{k}": v for k, v in metrics.items()}, **cv},
         tags=run_tags,
         artifacts={"data_versions.json": lineage.encode()},
     )
@@ -216,6 +228,8 @@ def train_cutoff(
         train_rows=data.train.height,
         holdout_rows=data.holdout.height,
         features=data.features,
+        threshold=threshold if model.model_task is Task.BINARY else None,
+        validation=cv,
     )
     write_json(storage, layout.model_run(model.name, cutoff), trained.to_json())
     return trained
