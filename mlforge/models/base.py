@@ -139,6 +139,7 @@ class FittedModel(Protocol):
 #: algorithm -> "module:Class" of its FittedModel (imported on first use).
 ALGORITHMS: dict[str, str] = {
     "xgboost": "mlforge.models.xgboost_model:XGBoostModel",
+    "lightgbm": "mlforge.models.lightgbm_model:LightGBMModel",
 }
 
 
