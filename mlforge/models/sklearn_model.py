@@ -22,7 +22,6 @@ as ``mlforge_feature_names_`` (fitting on a DataFrame instead would make every n
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import io
 import json
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from mlforge.errors import MLForgeError
+from mlforge.models.algorithms import import_path
 from mlforge.models.base import Scorer, ScorerCandidate, Task, verified_scorer
 
 if TYPE_CHECKING:
@@ -54,17 +54,6 @@ SCALERS = {
     "minmax": "MinMaxScaler",
     "robust": "RobustScaler",
 }
-
-
-def import_estimator(path: str) -> type:
-    """The class an import path names (``pkg.mod.Class`` or ``pkg.mod:Class``)."""
-    module, sep, name = path.partition(":")
-    if not sep:
-        module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    except (ImportError, AttributeError) as exc:
-        raise MLForgeError(f"cannot import {path!r} ({type(exc).__name__}: {exc})") from None
 
 
 def _package(path: str) -> str:
@@ -132,7 +121,7 @@ class SklearnModel:
         it; the params are the estimator's keyword arguments.
         """
         path = cls.estimator_path or spec.algorithm
-        est_cls = import_estimator(path)
+        est_cls = import_path(path)
         kwargs = dict(spec.params)
         if "random_state" in inspect.signature(est_cls).parameters:
             kwargs.setdefault("random_state", spec.training.seed)
