@@ -157,6 +157,7 @@ class TrainedModel:
             self.model_uri,
             self.booster_uri.rsplit("/", 1)[0],
             self.experiment_id,
+            self.booster_uri.rsplit("/", 1)[1],
         )
 
 
@@ -184,7 +185,7 @@ def train_cutoff(
         "mlforge.train_days": f"{data.train_days[0]}..{data.train_days[-1]}",
         "mlforge.holdout_day": key(data.holdout_day),
         "mlforge.booster_sha256": digest,
-        ALGORITHM_TAG: fitted.algorithm,
+        ALGORITHM_TAG: model.algorithm,  # the spec's name: resolve() gives back the class
     }
     logged = tracker.log_training(
         experiment=f"{spec.project}/{model.name}",
