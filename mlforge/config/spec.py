@@ -756,11 +756,16 @@ def _describe_error(err: Any, data: Any) -> str:
 
 
 def parse_spec(data: Any, path: str = "<spec>") -> ProjectSpec:
-    """Validate an already-loaded YAML document; raise SpecError naming every bad field."""
+    """Validate an already-loaded YAML document; raise SpecError naming every bad field.
+
+    Past the schema, every model's algorithm is resolved and its params checked
+    (:func:`mlforge.models.algorithms.check_params`): a scikit-learn estimator or plug-in named by
+    import path is imported here, so a typo fails validation, not training.
+    """
     if not isinstance(data, dict):
         raise SpecError(path, [f"(top level): expected a mapping of sections, got {type(data).__name__}"])
     try:
-        return ProjectSpec.model_validate(data)
+        spec = ProjectSpec.model_validate(data)
     except ValidationError as exc:
         problems: list[str] = []
         for err in exc.errors():
@@ -771,6 +776,13 @@ def parse_spec(data: Any, path: str = "<spec>") -> ProjectSpec:
             else:
                 problems.append(_describe_error(err, data))
         raise SpecError(path, problems) from None
+    # each model's algorithm and params (an estimator's import path is imported to check them)
+    from mlforge.models.algorithms import check_params
+
+    problems = [p for i, m in enumerate(spec.models) for p in check_params(m, f"models[{i}]")]
+    if problems:
+        raise SpecError(path, problems)
+    return spec
 
 
 class _Loader(yaml.SafeLoader):

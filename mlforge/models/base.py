@@ -1,9 +1,10 @@
 """The model seam: what the platform needs from a trained model, whichever library fitted it.
 
 Training, the gate's champion scoring, batch predictions, the drift reference, tracking and
-(once wired) serving talk to a :class:`FittedModel`, never to a library's native object. An
-implementation is one class plus one entry in :data:`ALGORITHMS`, keyed by the spec's
-``models[].algorithm``; its module is imported on first use, so importing this one stays light
+(once wired) serving talk to a :class:`FittedModel`, never to a library's native object. A
+built-in implementation is one class plus one entry in :data:`ALGORITHMS`, keyed by the spec's
+``models[].algorithm`` (scikit-learn estimators and plug-ins are named by import path: see
+:mod:`mlforge.models.algorithms`); its module is imported on first use, so importing this one stays light
 (numpy only: no xgboost, mlflow or sklearn).
 
 Small requests: :meth:`FittedModel.scorer` returns the fastest scorer among caller-supplied
@@ -13,13 +14,12 @@ library's own :meth:`FittedModel.predict` on probe rows; see :func:`verified_sco
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -139,19 +139,17 @@ class FittedModel(Protocol):
 #: algorithm -> "module:Class" of its FittedModel (imported on first use).
 ALGORITHMS: dict[str, str] = {
     "xgboost": "mlforge.models.xgboost_model:XGBoostModel",
+    "lightgbm": "mlforge.models.lightgbm_model:LightGBMModel",
 }
 
 
 def model_class(algorithm: str) -> type[FittedModel]:
-    """The FittedModel implementation of `algorithm`; an MLForgeError naming the known ones."""
-    try:
-        target = ALGORITHMS[algorithm]
-    except KeyError:
-        raise MLForgeError(
-            f"unknown algorithm {algorithm!r} (known: {', '.join(sorted(ALGORITHMS))})"
-        ) from None
-    module, _, name = target.partition(":")
-    return cast("type[FittedModel]", getattr(importlib.import_module(module), name))
+    """The FittedModel class of `algorithm`: a built-in name, a scikit-learn estimator's or a
+    plug-in's import path (see mlforge.models.algorithms.resolve); an MLForgeError naming the
+    known ones."""
+    from mlforge.models.algorithms import resolve
+
+    return resolve(algorithm)
 
 
 def fit_model(data: TrainingData, spec: ModelSpec) -> FittedModel:

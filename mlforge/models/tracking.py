@@ -17,15 +17,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from mlforge.errors import ModelNotFoundError, StoreUnavailableError
-from mlforge.models.base import FittedModel, model_class
+from mlforge.models.base import ALGORITHM_TAG, FittedModel, Task, model_class
 
 if TYPE_CHECKING:
     import xgboost as xgb
 
-#: File of the native model inside a logged XGBoost model (what a manifest's booster_uri names).
-#: Registry lookups (`Tracker.version`, `alias`) assume it; a second algorithm's file name will
-#: come from the version's mlforge.algorithm tag.
+#: File of the native model inside a logged XGBoost model: what a version without an
+#: mlforge.algorithm tag (registered before other algorithms existed) holds. Every other version's
+#: file is its algorithm's `model_file` (see :func:`model_file_of`).
 MODEL_FILE = "model.ubj"
+
+
+def model_file_of(algorithm: str | None) -> str:
+    """The native model file inside a logged model of `algorithm` (None: an untagged XGBoost one)."""
+    return model_class(algorithm).model_file if algorithm else MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,13 @@ class Tracker:
         import pandas as pd
 
         sig_input = pd.DataFrame(example, columns=feature_names)
-        signature = infer_signature(sig_input, np.zeros(1, dtype=np.float64))
+        # the output by task: [rows] scores, or [rows, classes] probabilities for multiclass
+        sig_output: np.ndarray
+        if model.task is Task.MULTICLASS:
+            sig_output = np.zeros((1, np.shape(model.predict(example))[1]), dtype=np.float64)
+        else:
+            sig_output = np.zeros(1, dtype=np.float64)
+        signature = infer_signature(sig_input, sig_output)
         # A run started here must end here even on error, or the next asset in this process
         # would silently log into it (the trap dagster-mlflow's hook exists for).
         with (
@@ -236,13 +247,17 @@ class Tracker:
         location = (
             str(self.client.get_logged_model(model_id).artifact_location) if model_id else str(mv.source)
         )
+        tags = dict(mv.tags or {})
+        algorithm = tags.get(ALGORITHM_TAG)
+        if algorithm is None and mv.run_id:  # the version was registered without it: the run's
+            algorithm = self.client.get_run(mv.run_id).data.tags.get(ALGORITHM_TAG)
         return ModelVersionInfo(
             name=mv.name,
             version=int(mv.version),
             run_id=mv.run_id,
             source=str(mv.source),
-            booster_uri=f"{location.rstrip('/')}/{MODEL_FILE}",
-            tags=dict(mv.tags or {}),
+            booster_uri=f"{location.rstrip('/')}/{model_file_of(algorithm)}",
+            tags=tags,
         )
 
     def alias(self, name: str, alias: str) -> ModelVersionInfo | None:

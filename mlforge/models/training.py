@@ -162,6 +162,7 @@ class TrainedModel:
             self.model_uri,
             self.booster_uri.rsplit("/", 1)[0],
             self.experiment_id,
+            self.booster_uri.rsplit("/", 1)[1],
         )
 
 
@@ -193,7 +194,7 @@ def train_cutoff(
         "mlforge.train_days": f"{data.train_days[0]}..{data.train_days[-1]}",
         "mlforge.holdout_day": key(data.holdout_day),
         "mlforge.booster_sha256": digest,
-        ALGORITHM_TAG: fitted.algorithm,
+        ALGORITHM_TAG: model.algorithm,  # the spec's name: resolve() gives back the class
         TASK_TAG: str(model.model_task),
     }
     if model.model_task is Task.BINARY:

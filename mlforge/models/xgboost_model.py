@@ -31,12 +31,31 @@ PIP_REQUIREMENTS = ["xgboost-cpu>=3.0", "numpy"]
 MODEL_FILE = "model.ubj"
 
 
-def xgb_params(model: ModelSpec) -> tuple[dict[str, Any], int]:
-    """XGBoost booster params and the number of rounds from the spec's params."""
+#: The XGBoost objective and eval metric of each task (when the spec's params do not set one).
+OBJECTIVES = {
+    Task.BINARY: ("binary:logistic", "auc"),
+    Task.REGRESSION: ("reg:squarederror", "rmse"),
+    Task.MULTICLASS: ("multi:softprob", "mlogloss"),
+}
+
+
+def xgb_params(model: ModelSpec, y: np.ndarray | None = None) -> tuple[dict[str, Any], int]:
+    """XGBoost booster params and the number of rounds from the spec's params.
+
+    The objective (and its eval metric) follow the spec's task unless the params set them; a
+    multiclass model gets ``num_class`` = the number of classes in the training labels `y`
+    (labels are 0..k-1). A binary model's params are exactly what they were before tasks existed,
+    so its booster bytes are unchanged.
+    """
     params = dict(model.params)
     rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 100)))
-    params.setdefault("objective", "binary:logistic")
-    params.setdefault("eval_metric", "auc")
+    params.setdefault("objective", OBJECTIVES[model.model_task][0])
+    task = task_of(str(params["objective"]))
+    params.setdefault("eval_metric", OBJECTIVES[task][1])
+    if task is Task.MULTICLASS and "num_class" not in params:
+        if y is None:
+            raise MLForgeError("a multiclass XGBoost model needs the training labels for num_class")
+        params["num_class"] = int(np.max(y)) + 1 if len(y) else 1
     params.setdefault("tree_method", "hist")
     params.setdefault("nthread", 2)
     params["seed"] = model.training.seed
@@ -83,7 +102,7 @@ class XGBoostModel:
         import xgboost as xgb
 
         x, y = data.matrix("train")
-        params, rounds = xgb_params(spec)
+        params, rounds = xgb_params(spec, y)
         dtrain = xgb.DMatrix(x, label=y, feature_names=data.features)
         booster = xgb.train(dict(params), dtrain, num_boost_round=rounds)
         return cls(booster, {**params, "num_boost_round": rounds})
@@ -114,10 +133,19 @@ class XGBoostModel:
     # -- scoring ----------------------------------------------------------------------------
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Positive-class probabilities for a float32 matrix (``inplace_predict``, no pandas)."""
+        """Float64 scores of a float32 matrix (``inplace_predict``, no pandas): positive-class
+        probabilities or values [rows], class probabilities [rows, classes] for multiclass."""
         if len(x) == 0:
+            if self.task is Task.MULTICLASS:
+                return np.zeros((0, self.num_class))
             return np.zeros(0)
         return np.asarray(self.booster.inplace_predict(x), dtype=np.float64)
+
+    @property
+    def num_class(self) -> int:
+        """Classes of a multiclass model (0 for binary and regression, as XGBoost records it)."""
+        config = json.loads(self.booster.save_config())
+        return int(config["learner"]["learner_model_param"]["num_class"])
 
     def scorer(
         self,

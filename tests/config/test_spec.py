@@ -406,6 +406,42 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, list[str]]] = [
         ["['r2'] not metrics of a binary model"],
     ),
     (
+        "param-not-an-int",
+        _set(("models", 0, "params", "n_estimators"), "lots"),
+        "models[0].params.n_estimators:",
+        ["'lots' is not an int"],
+    ),
+    (
+        "param-misspelled",
+        _set(("models", 0, "params", "max_dept"), 3),
+        "models[0].params.max_dept:",
+        ["not a parameter of xgboost", "did you mean 'max_depth'?"],
+    ),
+    (
+        "algorithm-module-not-found",
+        _set(("models", 0, "algorithm"), "nosuch.module.Thing"),
+        "models[0].algorithm:",
+        ["cannot import 'nosuch.module.Thing'", "ModuleNotFoundError"],
+    ),
+    (
+        "algorithm-class-not-found",
+        _all(
+            _set(("models", 0, "algorithm"), "sklearn.linear_model.NoSuchClass"),
+            _set(("models", 0, "params"), {}),
+        ),
+        "models[0].algorithm:",
+        ["cannot import 'sklearn.linear_model.NoSuchClass'", "AttributeError"],
+    ),
+    (
+        "sklearn-param-misspelled",
+        _all(
+            _set(("models", 0, "algorithm"), "sklearn.linear_model.LogisticRegression"),
+            _set(("models", 0, "params"), {"C": 1.0, "max_iters": 100}),
+        ),
+        "models[0].params.max_iters:",
+        ["not a parameter of sklearn.linear_model.LogisticRegression", "did you mean 'max_iter'?"],
+    ),
+    (
         "empty-datasets",
         _set(("datasets",), []),
         "datasets:",

@@ -137,8 +137,8 @@ def test_save_load_round_trips_bit_identical(
 
 
 def test_unknown_algorithm_is_named() -> None:
-    with pytest.raises(MLForgeError, match=r"unknown algorithm 'lightgbm' \(known: xgboost\)"):
-        model_class("lightgbm")
+    with pytest.raises(MLForgeError, match=r"unknown algorithm 'catboost' \(known: lightgbm, xgboost\)"):
+        model_class("catboost")
     with pytest.raises(MLForgeError, match="not a model"):
         as_model(object())
 
