@@ -114,7 +114,7 @@ def scorers(booster: Any, n_features: int) -> dict[str, Scorer]:
     if compiled is None:
         raise SystemExit("compile_booster did not verify this model; nothing to compare")
     c_api = serving_c_api(booster)
-    serving_today = serving_scorer(booster, n_features)
+    serving_today = serving_scorer(XGBoostModel(booster))
     hook = XGBoostModel(booster).scorer(
         1000,
         [

@@ -22,6 +22,7 @@ from mlforge.features.offline import service_frame
 from mlforge.features.refs import service_features
 from mlforge.io import layout
 from mlforge.io.storage import read_parquet, write_json
+from mlforge.models.base import CUTOFF_TAG
 from mlforge.models.registration import champion_or_fail, version_model
 from mlforge.models.tracking import ModelVersionInfo
 from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS, DriftResult, drift_report
@@ -42,7 +43,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     endpoints = spec.endpoints_of(model.name)
 
     def reference_for(stage: Stage, champion: ModelVersionInfo) -> pl.DataFrame:
-        cutoff = champion.tags.get("mlforge.cutoff")
+        cutoff = champion.tags.get(CUTOFF_TAG)
         if not cutoff:
             raise DataError(f"champion v{champion.version} of {model.name} has no mlforge.cutoff tag")
         return read_parquet(stage.storage, layout.model_reference(model.name, date.fromisoformat(cutoff)))
@@ -77,7 +78,7 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
                 "column_scores": res.column_scores,
                 "drifted_columns": sorted(c for c, f in res.column_drifted.items() if f),
                 "champion_version": champion.version,
-                "champion_cutoff": champion.tags.get("mlforge.cutoff"),
+                "champion_cutoff": champion.tags.get(CUTOFF_TAG),
                 "rows": current.height,
                 "threshold": mon.threshold,
                 "log_rows": served.height,

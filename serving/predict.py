@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mlforge.deployment.manifest import Variant
 from mlforge.errors import MLForgeError
+from mlforge.models.base import Task
 from mlforge.monitoring.prediction_log import PredictionBatch
 from serving.errors import MAX_REPORTED_ERRORS, Rejected, error_parts, render
 from serving.state import LoadedEndpoint, ServingState
@@ -129,19 +130,19 @@ def predict_rows(
             if all_found:
                 scores = ep.score(variant, x)
             else:
-                scores = np.full(n_rows, np.nan, dtype=np.float64)
+                scores = ep.no_scores(n_rows)
                 rows = np.flatnonzero(found)
                 if rows.size:
                     scores[rows] = ep.score(variant, x[rows])
         except Exception as exc:  # logged and counted below, then a 500
-            scores = np.full(n_rows, np.nan, dtype=np.float64)
+            scores = ep.no_scores(n_rows)
             failed = found.copy()
             failure = (variant, exc)
         if answered is not None:
             answered[variant.name] = n_rows
     else:
         route = np.fromiter((ep.route_index(k) for k in keys), dtype=np.intp, count=n_rows)
-        scores = np.full(n_rows, np.nan, dtype=np.float64)
+        scores = ep.no_scores(n_rows)
         for vi, variant in enumerate(answering):
             rows = np.flatnonzero((route == vi) & found)
             if rows.size:
@@ -160,7 +161,7 @@ def predict_rows(
     if ep.shadows and found.any():
         for variant in ep.shadows:
             try:
-                shadow_scores[variant.name] = ep.score(variant, x[found])
+                shadow_scores[variant.name] = logged_scores(ep.score(variant, x[found]))
             except Exception as exc:  # a shadow never fails a request
                 shadow_failed.add(variant.name)
                 state.warn(f"{endpoint}:shadow", f"shadow {variant.name} of {endpoint} failed: {exc}")
@@ -181,7 +182,7 @@ def predict_rows(
             features=x,
             found=found,
             variants=names,
-            scores=scores,
+            scores=logged_scores(scores),
             shadow_scores=shadow_scores,
             latency_ms=(time.perf_counter() - t0) * 1000,
             request_id=request_id,
@@ -204,19 +205,59 @@ def predict_rows(
             f"internal error ({type(err).__name__}) while scoring with variant {bad.name} "
             f"(v{bad.version}); see the server log",
         )
-    score_list = scores.tolist()
     found_list = found.tolist()
-    preds = [
+    preds: list[dict[str, Any]] = [
         {
             "entity_id": eid,
-            "score": score_list[i] if found_list[i] else None,
+            "score": None,
             "found": found_list[i],
             "model_version": versions[i],
             "variant": names[i],
         }
         for i, eid in enumerate(ids)
     ]
+    add_outputs(preds, scores, found, answering, route)
     return {"endpoint": endpoint, "model": m.model, "predictions": preds, "revision": m.revision}
+
+
+def logged_scores(scores: np.ndarray) -> np.ndarray:
+    """The one score per row the prediction log keeps: a multiclass row's top probability."""
+    return scores.max(axis=1) if scores.ndim == 2 else scores
+
+
+def add_outputs(
+    preds: list[dict[str, Any]],
+    scores: np.ndarray,
+    found: np.ndarray,
+    answering: tuple[Variant, ...],
+    route: np.ndarray,
+) -> None:
+    """Fill each found row's ``score`` and, by task, ``label`` (and ``probabilities``).
+
+    Binary: ``label`` is score >= the answering version's threshold (each variant carries its
+    own). Multiclass: ``label`` is the most probable class, ``score`` its probability, and
+    ``probabilities`` all of them. Regression: the score is the prediction; no label.
+    """
+    task = answering[0].task
+    rows = np.flatnonzero(found).tolist()
+    if task is Task.MULTICLASS:
+        probs = scores.tolist()
+        for i in rows:
+            p = probs[i]
+            k = max(range(len(p)), key=p.__getitem__)
+            preds[i].update(score=p[k], label=k, probabilities=p)
+        return
+    values = scores.tolist()
+    if task is Task.REGRESSION:
+        for i in rows:
+            preds[i]["score"] = values[i]
+        return
+    thresholds = [v.threshold for v in answering]
+    route_list = route.tolist()
+    for i in rows:
+        t = thresholds[route_list[i]]
+        preds[i]["score"] = values[i]
+        preds[i]["label"] = None if t is None else int(values[i] >= t)
 
 
 def row_key(entity_id: str | None, request_id: str | None, index: int, row: np.ndarray) -> str:

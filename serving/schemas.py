@@ -54,7 +54,16 @@ class Prediction(BaseModel):
     """One scored row."""
 
     entity_id: str | None
-    score: float | None
+    score: float | None = Field(
+        description="Binary: positive-class probability; regression: the prediction; multiclass: "
+        "the probability of `label`. Null when the entity was not found."
+    )
+    label: int | None = Field(
+        None,
+        description="Binary: 1 when score >= the version's threshold; multiclass: the most probable "
+        "class. Absent for regression.",
+    )
+    probabilities: list[float] | None = Field(None, description="Multiclass: every class's probability.")
     found: bool
     model_version: int
     variant: str

@@ -1,6 +1,6 @@
-"""Scoring with one XGBoost booster: a verified fast prediction function per booster.
+"""Scoring with one model: a verified fast prediction function per loaded model.
 
-Given a loaded ``xgboost.Booster`` and its number of features, :func:`scorer` returns a function
+Given a loaded model (:class:`~mlforge.models.base.FittedModel`), :func:`scorer` returns a function
 float32 matrix -> float64 scores, chosen by the model seam (:meth:`FittedModel.scorer`) among
 serving's candidates: the trees compiled to numpy (:mod:`serving.trees`) for tiny requests and
 XGBoost's C call with a pre-serialised configuration, each verified bit-identical to
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mlforge.errors import DataError
-from mlforge.models.base import ScorerCandidate, Task, as_model
+from mlforge.models.base import FittedModel, ScorerCandidate, Task
 from serving.schemas import MAX_BATCH
 from serving.trees import compile_booster
 
@@ -114,16 +114,19 @@ def c_api(booster: xgb.Booster) -> Scorer:
     return fast
 
 
-def scorer(booster: xgb.Booster, n_features: int) -> Scorer:
-    """The fastest verified scorer of `booster`, through the model seam.
+def scorer(model: FittedModel) -> Scorer:
+    """The fastest verified scorer of `model`, through the model seam.
 
-    Candidates, fastest first as measured by benchmarks/bench_scoring.py: the booster's trees
-    compiled to numpy (:mod:`serving.trees`) for requests of at most ``COMPILED_MAX_ROWS`` rows,
-    then the C call (:func:`c_api`) for any size. Each is used only if bit-identical to the
+    An XGBoost model's candidates, fastest first as measured by benchmarks/bench_scoring.py: its
+    trees compiled to numpy (:mod:`serving.trees`) for requests of at most ``COMPILED_MAX_ROWS``
+    rows, then the C call (:func:`c_api`) for any size. Each is used only if bit-identical to the
     library's ``inplace_predict`` on probe rows with missing values; a rejected one is logged at
     WARNING and its requests go to the next verified candidate, in the end to XGBoost's call.
+    Other algorithms (LightGBM, scikit-learn, plug-ins) score with their library's own call.
     """
-    model = as_model(booster)
+    if model.algorithm != "xgboost":
+        return model.scorer(MAX_BATCH)
+    n_features = len(model.feature_names)
     candidates = [
         ScorerCandidate("C API", lambda m: c_api(m.booster)),
     ]

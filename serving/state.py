@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -41,16 +41,15 @@ from mlforge.deployment.routing import bucket
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError, StoreUnavailableError
 from mlforge.features.online import OnlineStore, open_online_store
 from mlforge.features.read_plan import OnlineReadPlan
-from mlforge.models.tracking import load_booster
+from mlforge.models.base import FittedModel
+from mlforge.models.tracking import load_model
+from mlforge.models.xgboost_model import XGBoostModel
 from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger
 from serving.errors import Rejected
 from serving.metrics import Metrics
 from serving.redis_reader import RedisReader
 from serving.scoring import Scorer, import_xgboost
 from serving.scoring import scorer as make_scorer
-
-if TYPE_CHECKING:
-    import xgboost as xgb
 
 log = logging.getLogger("mlforge.serving")
 
@@ -67,6 +66,7 @@ class LoadedEndpoint:
     cumulative: tuple[int, ...]  # cumulative traffic of `answering`, for routing
     shadows: tuple[Variant, ...]
     feature_names: tuple[str, ...] = ()
+    classes: int = 0  # a multiclass model's number of classes (its scores are [rows, classes])
 
     @property
     def identity(self) -> tuple[int, datetime]:
@@ -81,8 +81,12 @@ class LoadedEndpoint:
         return min(bisect.bisect_right(self.cumulative, b), len(self.answering) - 1)
 
     def score(self, variant: Variant, x: np.ndarray) -> np.ndarray:
-        """Scores of `variant` for a float32 matrix."""
+        """Scores of `variant` for a float32 matrix: [rows], or [rows, classes] (multiclass)."""
         return self.scorers[(variant.model_name, variant.version)](x)
+
+    def no_scores(self, rows: int) -> np.ndarray:
+        """NaN scores for `rows` rows, shaped like this endpoint's scores."""
+        return np.full((rows, self.classes) if self.classes else rows, np.nan, dtype=np.float64)
 
 
 class ServingState:
@@ -103,8 +107,8 @@ class ServingState:
         self.live: Mapping[str, LoadedEndpoint] = MappingProxyType({})
         self.deployed: frozenset[str] = frozenset()  # endpoints whose manifest exists (last poll)
         self.problems: Mapping[str, str] = MappingProxyType({})  # load errors by endpoint
-        # (model, version) -> (booster URI, booster, its scorer once built and verified by `load`)
-        self._models: dict[tuple[str, int], tuple[str, xgb.Booster, Scorer | None]] = {}
+        # (model, version) -> (model file URI, model, its scorer once built and verified by `load`)
+        self._models: dict[tuple[str, int], tuple[str, FittedModel, Scorer | None]] = {}
         self._refresh_lock = threading.Lock()
         self._store: OnlineStore | None = None
         self._reader: RedisReader | None = None  # lean MGETs when the store is Redis
@@ -114,24 +118,27 @@ class ServingState:
 
     # -- loading ------------------------------------------------------------------------------
 
-    def _booster(self, variant: Variant) -> xgb.Booster:
+    def _model(self, variant: Variant) -> FittedModel:
+        """`variant`'s model, from the cache or read from its model file by its algorithm."""
         key = (variant.model_name, variant.version)
         cached = self._models.get(key)
         if cached is not None and cached[0] == variant.booster_uri:
             return cached[1]
         settings = self.project.settings
-        # an s3:// booster (MLflow artifacts on S3) is read from the configured artifact endpoint
-        booster = load_booster(
+        # an s3:// model file (MLflow artifacts on S3) is read from the configured artifact endpoint
+        model = load_model(
             variant.booster_uri,
+            variant.algorithm,
             endpoint_url=settings.artifact_endpoint_url or settings.storage_endpoint_url,
             region=settings.storage_region,
         )
-        # One scoring thread per booster: requests are a few rows, and XGBoost's default of every
-        # core made each one-row prediction cost twice its CPU time in OpenMP threads (measured:
-        # 190 → 95 µs CPU, same wall time). Parallelism comes from requests and workers.
-        booster.set_param({"nthread": get_settings().serving_nthread})
-        self._models[key] = (variant.booster_uri, booster, None)
-        return booster
+        if isinstance(model, XGBoostModel):
+            # One scoring thread per booster: requests are a few rows, and XGBoost's default of
+            # every core made each one-row prediction cost twice its CPU time in OpenMP threads
+            # (measured: 190 → 95 µs CPU, same wall time). Parallelism comes from requests and workers.
+            model.booster.set_param({"nthread": get_settings().serving_nthread})
+        self._models[key] = (variant.booster_uri, model, None)
+        return model
 
     def load(self, manifest: Manifest) -> LoadedEndpoint:
         """Everything a manifest needs to answer, loaded and warmed up (raises on any problem)."""
@@ -149,24 +156,33 @@ class ServingState:
         )
         n = len(manifest.feature_names)
         scorers: dict[tuple[str, int], Scorer] = {}
+        width = 0
         for v in manifest.variants:
-            booster = self._booster(v)
-            if booster.num_features() != n:
+            model = self._model(v)
+            names = model.feature_names
+            if len(names) != n:
                 raise DataError(
-                    f"{v.model_name} v{v.version} expects {booster.num_features()} features, "
-                    f"the manifest names {n}"
+                    f"{v.model_name} v{v.version} expects {len(names)} features, the manifest names {n}"
                 )
-            names = booster.feature_names
-            if names is not None and list(names) != manifest.feature_names:
+            if names and list(names) != manifest.feature_names:
                 raise DataError(
                     f"{v.model_name} v{v.version} was trained on other features than the manifest names"
                 )
-            booster.inplace_predict(np.full((1, n), np.nan, dtype=np.float32))  # warm up
+            if model.task is not v.task:
+                raise DataError(
+                    f"{v.model_name} v{v.version} predicts {model.task}, the manifest says {v.task}"
+                )
+            out = model.predict(np.full((1, n), np.nan, dtype=np.float32))  # warm up
+            # every variant of an endpoint is a version of one model: one output shape
+            w = out.shape[1] if out.ndim == 2 else 0
+            if v is not manifest.variants[0] and w != width:
+                raise DataError(f"{v.model_name} v{v.version} gives {w} classes, the other variants {width}")
+            width = w
             key = (v.model_name, v.version)
             uri, _, scorer = self._models[key]
-            if scorer is None:  # a new booster object: build its scorer and verify it
-                scorer = make_scorer(booster, n)
-                self._models[key] = (uri, booster, scorer)
+            if scorer is None:  # a new model object: build its scorer and verify it
+                scorer = make_scorer(model)
+                self._models[key] = (uri, model, scorer)
             scorers[key] = scorer
         cumulative = tuple(int(c) for c in np.cumsum([v.traffic for v in answering]))
         return LoadedEndpoint(
@@ -178,6 +194,7 @@ class ServingState:
             cumulative=cumulative,
             shadows=tuple(v for v in manifest.variants if v.shadow),
             feature_names=tuple(manifest.feature_names),
+            classes=width,
         )
 
     def warn(self, endpoint: str, message: str) -> None:

@@ -258,6 +258,7 @@ def data_pull(
     from datetime import date
 
     from mlforge.data.versioning import DatasetVersions
+    from mlforge.models.base import CUTOFF_TAG
     from mlforge.models.lineage import restore_model_data, trace_model_data
 
     project = load_project(spec, home)
@@ -267,9 +268,9 @@ def data_pull(
             fail("--model needs --version and takes no DATASET, --day or --md5")
             return
         tags = project.tracker.version(model, version).tags
-        if "mlforge.cutoff" not in tags:
-            fail(f"model {model} version {version} has no mlforge.cutoff tag (not trained by MLForge)")
-        cutoff = date.fromisoformat(tags["mlforge.cutoff"])
+        if CUTOFF_TAG not in tags:
+            fail(f"model {model} version {version} has no {CUTOFF_TAG} tag (not trained by MLForge)")
+        cutoff = date.fromisoformat(tags[CUTOFF_TAG])
         trace = trace_model_data(project.storage, project.spec, model, cutoff, versions)
         n = restore_model_data(trace, versions, out)
         for name, parts in trace.items():

@@ -391,6 +391,21 @@ class ModelSpec(_Model):
         return self.task or label_task(self.label) or Task.BINARY
 
     @property
+    def n_classes(self) -> int | None:
+        """Classes of a multiclass model when the spec fixes them (binned aggregate: bins + 1)."""
+        if isinstance(self.label, AggregateLabel) and self.label.bins is not None:
+            return len(self.label.bins) + 1
+        return None
+
+    def class_count(self, y: Any) -> int:
+        """Classes a multiclass model is fitted with: the spec's, else 1 + the largest training label,
+        so a class the training window happens to miss still has its output."""
+        import numpy as np
+
+        seen = int(np.max(y)) + 1 if len(y) else 1
+        return max(self.n_classes or 0, seen)
+
+    @property
     def gate_metric(self) -> str:
         """The metric the gate compares: the spec's, or the task's default."""
         return self.gate.metric or DEFAULT_GATE_METRIC[self.model_task]

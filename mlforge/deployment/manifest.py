@@ -17,6 +17,7 @@ from mlforge.deployment.summary import ManifestSummary, VariantSummary
 from mlforge.errors import DataError, MLForgeError, ModelNotFoundError
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, write_json
+from mlforge.models.base import Task
 
 
 def _aware(t: datetime) -> datetime:
@@ -52,9 +53,15 @@ class Variant(BaseModel):
     )
     model_name: str
     version: int
-    booster_uri: str
+    booster_uri: str = Field(description="The native model file (its algorithm's model_file).")
     traffic: int = Field(ge=0, le=100, description="Percent of requests it answers.")
     shadow: bool = Field(False, description="Scores every request, answers none.")
+    # Manifests written before other algorithms and tasks existed are XGBoost binary models.
+    algorithm: str = Field("xgboost", description="The spec's algorithm: what loads booster_uri.")
+    task: Task = Field(Task.BINARY, description="What the model predicts (the response's fields).")
+    threshold: float | None = Field(
+        None, description="A binary version's decision threshold: the response's label is score >= it."
+    )
 
     @property
     def role(self) -> VariantRole | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from mlforge.config.spec import DeploymentSpec, ProjectSpec
+from mlforge.config.spec import DeploymentSpec, ModelSpec, ProjectSpec
 from mlforge.deployment.manifest import Manifest, Variant, read_manifest, write_manifest
 from mlforge.deployment.state import VariantRole
 from mlforge.deployment.variants import plan_variants
@@ -12,17 +12,24 @@ from mlforge.errors import ModelNotFoundError
 from mlforge.features.refs import service_features
 from mlforge.io.storage import Storage
 from mlforge.io.timeline import key
+from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, Task
 from mlforge.models.gate import CHALLENGER, CHAMPION
+from mlforge.models.registration import version_threshold
 from mlforge.models.tracking import ModelVersionInfo, Tracker
 
 
-def _variant(mv: ModelVersionInfo) -> Variant:
+def _variant(mv: ModelVersionInfo, model: ModelSpec) -> Variant:
+    """A registered version as a variant: where its model file is, what loads it, its threshold."""
+    task = Task(mv.tags.get(TASK_TAG, str(model.model_task)))
     return Variant(
         name=VariantRole.CHAMPION,
         model_name=mv.name,
         version=mv.version,
         booster_uri=mv.booster_uri,
         traffic=100,
+        algorithm=mv.tags.get(ALGORITHM_TAG, model.algorithm),
+        task=task,
+        threshold=version_threshold(mv, model) if task is Task.BINARY else None,
     )
 
 
@@ -42,7 +49,7 @@ def deploy_endpoint(
         challenger = None
     previous = read_manifest(storage, dep.endpoint)
     variants, state = plan_variants(
-        dep.strategy, _variant(champion), _variant(challenger) if challenger else None, previous
+        dep.strategy, _variant(champion, model), _variant(challenger, model) if challenger else None, previous
     )
     pairs = service_features(spec, model.feature_service)
     manifest = Manifest(

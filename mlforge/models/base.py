@@ -34,6 +34,10 @@ log = logging.getLogger("mlforge.models")
 #: float32 matrix [rows, features] -> float64 scores [rows].
 Scorer = Callable[[np.ndarray], np.ndarray]
 
+#: Model-version / run tag: the cutoff a model was trained for (its training set ends before it).
+CUTOFF_TAG = "mlforge.cutoff"
+#: Model-version / run tag: the hash of every input partition the training set read.
+DATA_VERSION_TAG = "mlforge.data_version"
 #: Model-version / run tag naming the algorithm a model was fitted with.
 ALGORITHM_TAG = "mlforge.algorithm"
 #: Model-version / run tag: the task (binary, multiclass, regression) the model predicts.

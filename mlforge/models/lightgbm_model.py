@@ -37,7 +37,7 @@ def lgb_params(model: ModelSpec, y: np.ndarray | None = None) -> tuple[dict[str,
     """LightGBM params and the number of rounds from the spec's params.
 
     The objective follows the spec's task unless the params set one; a multiclass model gets
-    ``num_class`` = the number of classes in the training labels `y` (labels are 0..k-1).
+    ``num_class`` from :meth:`ModelSpec.class_count` (the spec's classes, else those of `y`).
     """
     params = dict(model.params)
     rounds = int(params.pop("n_estimators", params.pop("num_boost_round", 100)))
@@ -45,7 +45,7 @@ def lgb_params(model: ModelSpec, y: np.ndarray | None = None) -> tuple[dict[str,
     if task_of(str(params["objective"])) is Task.MULTICLASS and "num_class" not in params:
         if y is None:
             raise MLForgeError("a multiclass LightGBM model needs the training labels for num_class")
-        params["num_class"] = int(np.max(y)) + 1 if len(y) else 1
+        params["num_class"] = model.class_count(y)
     params["deterministic"] = True
     params.setdefault("num_threads", 2)
     params["seed"] = model.training.seed

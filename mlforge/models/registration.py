@@ -12,7 +12,14 @@ from mlforge.features.labels import LABEL
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_parquet, write_json
 from mlforge.io.timeline import key
-from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, THRESHOLD_TAG, FittedModel
+from mlforge.models.base import (
+    ALGORITHM_TAG,
+    CUTOFF_TAG,
+    DATA_VERSION_TAG,
+    TASK_TAG,
+    THRESHOLD_TAG,
+    FittedModel,
+)
 from mlforge.models.gate import CHALLENGER, CHAMPION, GateDecision, decide, unseen_by_champion
 from mlforge.models.metrics import evaluate
 from mlforge.models.predictions import predict_frame
@@ -59,8 +66,8 @@ def register_cutoff(
         logged,
         {
             **tags,
-            "mlforge.cutoff": key(cutoff),
-            "mlforge.data_version": trained.data_version,
+            CUTOFF_TAG: key(cutoff),
+            DATA_VERSION_TAG: trained.data_version,
             ALGORITHM_TAG: model.algorithm,
             TASK_TAG: str(model.model_task),
             **({THRESHOLD_TAG: repr(trained.threshold)} if trained.threshold is not None else {}),
@@ -101,7 +108,7 @@ def register_cutoff(
 
 def _cutoff_of(version: ModelVersionInfo) -> date | None:
     """The cutoff a version was trained for (its ``mlforge.cutoff`` tag), None when untagged."""
-    raw = version.tags.get("mlforge.cutoff")
+    raw = version.tags.get(CUTOFF_TAG)
     return date.fromisoformat(raw) if raw else None
 
 

@@ -195,10 +195,11 @@ class Tracker:
             mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
             info = model.log_mlflow("model", signature, tags)
             for fname, data in (artifacts or {}).items():
+                folder, _, base = fname.rpartition("/")  # "plots/roc.png" goes to the run's plots/
                 with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / fname
+                    path = Path(tmp) / base
                     path.write_bytes(data)
-                    mlflow.log_artifact(str(path))
+                    mlflow.log_artifact(str(path), artifact_path=folder or None)
         logged = self.client.get_logged_model(info.model_id)
         return LoggedModel(
             run_id=run.info.run_id,
@@ -251,6 +252,8 @@ class Tracker:
         algorithm = tags.get(ALGORITHM_TAG)
         if algorithm is None and mv.run_id:  # the version was registered without it: the run's
             algorithm = self.client.get_run(mv.run_id).data.tags.get(ALGORITHM_TAG)
+            if algorithm is not None:  # so every reader of the version's tags finds it
+                tags[ALGORITHM_TAG] = algorithm
         return ModelVersionInfo(
             name=mv.name,
             version=int(mv.version),
@@ -283,6 +286,15 @@ class Tracker:
         if self.tracking_uri.startswith("http"):
             return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
         return f"mlflow-run:{run_id}"
+
+    def artifact_link(self, experiment_id: str, run_id: str, path: str) -> str:
+        """Where a run's artifact `path` opens: its page in the MLflow UI when the tracking URI is a
+        server, else the artifact's own URI (a local file for a file artifact root)."""
+        if self.tracking_uri.startswith("http"):
+            return f"{self.run_url(experiment_id, run_id)}/artifacts/{path}"
+        root = str(self.client.get_run(run_id).info.artifact_uri).rstrip("/")
+        uri = f"{root}/{path}"
+        return urlparse(uri).path if uri.startswith("file://") else uri
 
 
 @contextmanager

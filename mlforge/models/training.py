@@ -30,8 +30,18 @@ from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
 from mlforge.io.timeline import clip, key, training_dates
-from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, THRESHOLD_TAG, FittedModel, Task, fit_model
+from mlforge.models.base import (
+    ALGORITHM_TAG,
+    CUTOFF_TAG,
+    DATA_VERSION_TAG,
+    TASK_TAG,
+    THRESHOLD_TAG,
+    FittedModel,
+    Task,
+    fit_model,
+)
 from mlforge.models.metrics import evaluate
+from mlforge.models.plots import diagnostics
 from mlforge.models.tracking import LoggedModel, Tracker
 from mlforge.models.validation import fold_metrics, threshold_of, uses_folds, validate
 
@@ -142,6 +152,10 @@ class TrainedModel:
     threshold: float | None = None
     #: per-fold and mean validation metrics (``cv<k>_<metric>``, ``cv_mean_<metric>``), when folded
     validation: dict[str, float] = field(default_factory=dict)
+    #: holdout tables by name (calibration, deciles, confusion, permutation_importance): models.plots
+    diagnostics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: the run's figure artifacts (``plots/<name>.png``)
+    plots: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form stored as run.json."""
@@ -183,14 +197,17 @@ def train_cutoff(
     fitted = train_model(data, model)
     x_hold, y_hold = data.matrix("holdout")
     metrics = evaluate(fitted.predict(x_hold), y_hold, threshold, model.model_task)
+    diag = diagnostics(
+        fitted, x_hold, y_hold, model.model_task, model.gate_metric, threshold, model.training.seed
+    )
     lineage = json.dumps(data.data_versions, sort_keys=True)
     version = data_version(data.data_versions)
     digest = fitted.sha256()
     run_tags = {
         **tags,
         "mlforge.model": model.name,
-        "mlforge.cutoff": key(cutoff),
-        "mlforge.data_version": version,
+        CUTOFF_TAG: key(cutoff),
+        DATA_VERSION_TAG: version,
         "mlforge.train_days": f"{data.train_days[0]}..{data.train_days[-1]}",
         "mlforge.holdout_day": key(data.holdout_day),
         "mlforge.booster_sha256": digest,
@@ -205,7 +222,7 @@ def train_cutoff(
         model=fitted,
         metrics={**{f"holdout_{k}": v for k, v in metrics.items()}, **cv},
         tags=run_tags,
-        artifacts={"data_versions.json": lineage.encode()},
+        artifacts={"data_versions.json": lineage.encode(), **diag.artifacts()},
     )
     write_parquet(storage, layout.model_holdout(model.name, cutoff), data.holdout)
     # The drift reference is the newest population the model was judged on (its holdout snapshot),
@@ -231,6 +248,8 @@ def train_cutoff(
         features=data.features,
         threshold=threshold if model.model_task is Task.BINARY else None,
         validation=cv,
+        diagnostics=diag.tables,
+        plots=sorted(diag.artifacts()),
     )
     write_json(storage, layout.model_run(model.name, cutoff), trained.to_json())
     return trained

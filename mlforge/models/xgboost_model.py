@@ -43,8 +43,8 @@ def xgb_params(model: ModelSpec, y: np.ndarray | None = None) -> tuple[dict[str,
     """XGBoost booster params and the number of rounds from the spec's params.
 
     The objective (and its eval metric) follow the spec's task unless the params set them; a
-    multiclass model gets ``num_class`` = the number of classes in the training labels `y`
-    (labels are 0..k-1). A binary model's params are exactly what they were before tasks existed,
+    multiclass model gets ``num_class`` from :meth:`ModelSpec.class_count` (the spec's
+    classes, else those of the training labels `y`). A binary model's params are exactly what they were before tasks existed,
     so its booster bytes are unchanged.
     """
     params = dict(model.params)
@@ -55,7 +55,7 @@ def xgb_params(model: ModelSpec, y: np.ndarray | None = None) -> tuple[dict[str,
     if task is Task.MULTICLASS and "num_class" not in params:
         if y is None:
             raise MLForgeError("a multiclass XGBoost model needs the training labels for num_class")
-        params["num_class"] = int(np.max(y)) + 1 if len(y) else 1
+        params["num_class"] = model.class_count(y)
     params.setdefault("tree_method", "hist")
     params.setdefault("nthread", 2)
     params["seed"] = model.training.seed
