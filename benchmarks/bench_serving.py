@@ -3,8 +3,12 @@
     uv run mlforge quickstart --home /tmp/benchstate          # once, if the state is not there
     uv run python benchmarks/bench_serving.py --home /tmp/benchstate
     uv run python benchmarks/bench_serving.py --home /tmp/benchstate --duration 10 --workers 1 2
+    # another algorithm: the clv example's LightGBM regression and scikit-learn endpoints
+    uv run mlforge quickstart --spec examples/clv/mlforge.yaml
+    uv run python benchmarks/bench_serving.py --spec examples/clv/mlforge.yaml --endpoint clv-api
 
-One run, on loopback (127.0.0.1 only), against the champion of `churn-api` in the state folder:
+One run, on loopback (127.0.0.1 only), against the champion of an endpoint (default `churn-api`,
+XGBoost) in the state folder:
 
 - **MLForge**: `mlforge serve --workers N` with entity-id requests (`{"entity_ids": [id]}`):
   routing, the online lookup from a REAL Redis (a throwaway redis-server filled with every
@@ -70,7 +74,6 @@ from mlforge.io.storage import LocalStorage  # noqa: E402
 from mlforge.monitoring.prediction_log import read_prediction_log  # noqa: E402
 from servers import free_port, start_redis  # noqa: E402
 
-ENDPOINT, VIEW = "churn-api", "customer_activity"
 BIN = Path(sys.executable).parent
 JSON_HEADERS = {"content-type": "application/json"}
 
@@ -380,7 +383,11 @@ def warm(url: str, bodies: list[bytes], n: int = 300) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", default="/tmp/benchstate", help="state folder of a quickstart run")
+    ap.add_argument("--spec", type=Path, default=ROOT / "mlforge.yaml", help="the project's spec")
+    ap.add_argument("--endpoint", default="churn-api", help="the endpoint to load")
+    ap.add_argument(
+        "--home", default=None, help="state folder of a quickstart run (default: the spec's state_dir)"
+    )
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-requests", type=int, default=200_000, help="upper bound per load run")
@@ -394,13 +401,20 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
 
-    home = Path(args.home).resolve()
-    project = Project.load(ROOT / "mlforge.yaml", state_dir=home)
-    manifest = read_manifest(project.storage, ENDPOINT)
+    spec_path = args.spec.resolve()
+    project = Project.load(spec_path, state_dir=Path(args.home).resolve() if args.home else None)
+    home = Path(project.settings.state_dir).resolve()
+    endpoint = args.endpoint
+    manifest = read_manifest(project.storage, endpoint)
     if manifest is None:
         sys.exit(
-            f"no manifest of {ENDPOINT} under {home}: run `uv run mlforge quickstart --home {home}` first"
+            f"no manifest of {endpoint} under {home}: run `uv run mlforge quickstart --spec {spec_path} "
+            f"--home {home}` first"
         )
+    if len(manifest.views) != 1:
+        sys.exit(f"{endpoint} reads {len(manifest.views)} feature views; this benchmark fills one")
+    view = manifest.views[0]
+    print(f"{endpoint}: {manifest.model} v{manifest.variants[0].version} ({manifest.variants[0].algorithm})")
     version = manifest.variants[0].version
     names = manifest.feature_names
     day = (
@@ -408,12 +422,12 @@ def main() -> None:
         if manifest.partition
         else project.spec.partitions.end
     )
-    snap = read_snapshot(project.storage, VIEW, day).sort("customer_id")
+    snap = read_snapshot(project.storage, view, day).sort(manifest.entity_key)
     rng = np.random.default_rng(7)
-    ids = [str(i) for i in rng.choice(snap["customer_id"].to_numpy(), size=2000, replace=False)]
+    ids = [str(i) for i in rng.choice(snap[manifest.entity_key].to_numpy(), size=2000, replace=False)]
     rows = {
-        r["customer_id"]: [r[n] for n in names]
-        for r in snap.filter(snap["customer_id"].is_in(ids)).to_dicts()
+        r[manifest.entity_key]: [r[n] for n in names]
+        for r in snap.filter(snap[manifest.entity_key].is_in(ids)).to_dicts()
     }
     mlforge_bodies = [json.dumps({"entity_ids": [i]}).encode() for i in ids]
     mlflow_bodies = [
@@ -426,18 +440,18 @@ def main() -> None:
     redis = start_redis(work / "redis")
     try:
         # the online store: every customer of the view, from the state's store into a real Redis
-        all_ids = snap["customer_id"].to_list()
-        width = len(feature_names(project.spec.feature_view(VIEW)))
+        all_ids = snap[manifest.entity_key].to_list()
+        width = len(feature_names(project.spec.feature_view(view)))
         source = open_online_store(project.settings.online_store_url, project.settings.online_key_prefix)
-        values, found = source.read(VIEW, all_ids, width)
+        values, found = source.read(view, all_ids, width)
         keep = [i for i, f in zip(all_ids, found, strict=True) if f]
         target = open_online_store(redis.url, project.settings.online_key_prefix)
-        target.write(VIEW, keep, [int(time.time())] * len(keep), values[found], ttl_seconds=7 * 86400)
-        print(f"redis {redis.url}: {len(keep):,} customers of {VIEW}")
+        target.write(view, keep, [int(time.time())] * len(keep), values[found], ttl_seconds=7 * 86400)
+        print(f"redis {redis.url}: {len(keep):,} customers of {view}")
 
         storage_root = work / "storage"
         bench_storage = LocalStorage(storage_root)
-        for key in project.storage.list(layout.deployment_prefix(ENDPOINT)):
+        for key in project.storage.list(layout.deployment_prefix(endpoint)):
             bench_storage.write_bytes(key, project.storage.read_bytes(key))
         base_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("MLFORGE_", "DAGSTER_", "MLFLOW_"))
@@ -455,6 +469,8 @@ def main() -> None:
             cmd = [
                 str(BIN / "mlforge"),
                 "serve",
+                "--spec",
+                str(spec_path),
                 "--home",
                 str(home),
                 "--port",
@@ -465,7 +481,7 @@ def main() -> None:
             p = Proc(f"mlforge-w{workers}", cmd, mlforge_env, work / f"mlforge-w{workers}-{port}.log")
             procs.append(p)
             p.wait_ready(f"http://127.0.0.1:{port}/ready")
-            return p, f"http://127.0.0.1:{port}/predict/{ENDPOINT}"
+            return p, f"http://127.0.0.1:{port}/predict/{endpoint}"
 
         def mlflow(workers: int) -> tuple[Proc, str]:
             port = free_port()
@@ -517,7 +533,7 @@ def main() -> None:
         proc, url = mlforge(workers)
         try:
             warm(url, mlforge_bodies)
-            current = read_manifest(bench_storage, ENDPOINT)
+            current = read_manifest(bench_storage, endpoint)
             assert current is not None
             written: list[int] = []
 
@@ -546,8 +562,8 @@ def main() -> None:
 
         # the prediction log of every MLForge request (workers flushed on SIGTERM)
         today = datetime.now(UTC)
-        logged = read_prediction_log(bench_storage, ENDPOINT, today).height
-        files = len(bench_storage.list(layout.prediction_log_prefix(ENDPOINT)))
+        logged = read_prediction_log(bench_storage, endpoint, today).height
+        files = len(bench_storage.list(layout.prediction_log_prefix(endpoint)))
         results["log"] = {"rows": logged, "files": files, "successful_requests": served_requests}
         print(
             f"  prediction log: {logged:,} rows in {files} files for {served_requests:,} successful requests"

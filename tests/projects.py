@@ -45,3 +45,21 @@ def copy_state(src: Path, dst: Path, keep_days: set[str]) -> None:
         return skip
 
     shutil.copytree(src, dst, ignore=ignore)
+
+
+def compact_clv_spec(repo_root: Path, source_path: str) -> dict[str, Any]:
+    """examples/clv over Jan–Sep 1997 with short windows: both models (LightGBM regression,
+    scikit-learn binary with folds and a threshold) and both endpoints, in a few minutes."""
+    spec = yaml.safe_load((repo_root / "examples" / "clv" / "mlforge.yaml").read_text())
+    spec["partitions"] = {"start": START.isoformat(), "end": END.isoformat(), "cadence": "daily"}
+    spec["feature_views"][0]["lookback_days"] = 120
+    spec["datasets"][0]["source"]["path"] = source_path
+    for m in spec["models"]:
+        m["label"]["horizon_days"] = HORIZON
+        m["training"] = {"window_days": 91, "snapshot_step_days": 7, "min_train_snapshots": 4, "seed": 7}
+        m["gate"]["min"] = 0.05 if m["gate"]["metric"] == "top_decile_capture" else 0.5
+    spec["models"][0]["params"]["n_estimators"] = 60
+    spec["models"][1]["validation"]["n_splits"] = 2
+    for mon in spec["monitoring"]:
+        mon["drift"]["reference_rows"] = 2000
+    return spec

@@ -60,6 +60,20 @@ def _package(path: str) -> str:
     return path.replace(":", ".").split(".")[0]
 
 
+#: Types skops leaves to the caller that hold data only (a fitted SimpleImputer keeps its dtype).
+DATA_TYPES = frozenset({"numpy.dtype"})
+
+
+def _takes_missing_values(estimator: Any) -> bool:
+    """Whether a scikit-learn estimator accepts NaN inputs (its ``allow_nan`` input tag)."""
+    from sklearn.utils import get_tags
+
+    try:
+        return bool(get_tags(estimator).input_tags.allow_nan)
+    except Exception:  # an estimator outside scikit-learn's tag system: impute to be safe
+        return False
+
+
 def canonical(raw: bytes) -> bytes:
     """A skops archive rewritten so that equal models give equal bytes (see the module doc)."""
     src = zipfile.ZipFile(io.BytesIO(raw))
@@ -129,12 +143,22 @@ class SklearnModel:
             est = est_cls(**kwargs)
         except TypeError as exc:
             raise MLForgeError(f"{path}: {exc}") from None
+        steps: list[tuple[str, Any]] = []
+        if not _takes_missing_values(est):
+            # Features are NaN where an entity has no history in a window; an estimator that
+            # refuses NaN (LogisticRegression, SVC, …) gets the training medians in their place
+            # (a column that is all-missing in training stays, as 0).
+            from sklearn.impute import SimpleImputer
+
+            steps.append(("imputer", SimpleImputer(strategy="median", keep_empty_features=True)))
         if spec.scaler is not None:
             import sklearn.preprocessing
+
+            steps.append(("scaler", getattr(sklearn.preprocessing, SCALERS[spec.scaler])()))
+        if steps:
             from sklearn.pipeline import Pipeline
 
-            scaler = getattr(sklearn.preprocessing, SCALERS[spec.scaler])()
-            est = Pipeline([("scaler", scaler), ("model", est)])
+            est = Pipeline([*steps, ("model", est)])
         x, y = data.matrix("train")
         if spec.model_task is not Task.REGRESSION:
             y = y.astype(np.int64)
@@ -143,6 +167,8 @@ class SklearnModel:
         params: dict[str, Any] = {"estimator": path, **kwargs}
         if spec.scaler is not None:
             params["scaler"] = spec.scaler
+        if steps and steps[0][0] == "imputer":
+            params["imputer"] = "median"
         return cls.bound(path)(est, params)
 
     @property
@@ -174,6 +200,9 @@ class SklearnModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Float64: ``predict_proba[:, 1]`` (binary), ``predict_proba`` (multiclass), ``predict``."""
         task = self.task
+        # one memory layout: BLAS kernels differ in the last bits between C- and F-ordered input,
+        # and serving (C order) must score exactly what batch predictions do
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if len(x) == 0:
             if task is Task.MULTICLASS:
                 return np.zeros((0, len(self.estimator.classes_)))
@@ -205,7 +234,7 @@ class SklearnModel:
     def _allowed(cls, untrusted: list[str]) -> list[str]:
         """`untrusted` if every type is scikit-learn's or the estimator package's; else an error."""
         packages = {"sklearn"} | ({_package(cls.estimator_path)} if cls.estimator_path else set())
-        refused = [t for t in untrusted if t.split(".")[0] not in packages]
+        refused = [t for t in untrusted if t.split(".")[0] not in packages and t not in DATA_TYPES]
         if refused:
             raise MLForgeError(
                 f"the model file holds types that are neither scikit-learn's nor the estimator's "

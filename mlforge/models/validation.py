@@ -19,6 +19,7 @@ import polars as pl
 from mlforge.config.spec import ModelSpec, ValidationSpec
 from mlforge.errors import MLForgeError
 from mlforge.features.snapshots import EVENT_TS
+from mlforge.io.timeline import end_of
 from mlforge.models.base import Task, fit_model
 from mlforge.models.metrics import evaluate
 
@@ -78,18 +79,23 @@ def validate(
 
     task = model.model_task
     h = timedelta(days=model.label.horizon_days)
-    day = pl.col(EVENT_TS).dt.date()
+    ts = pl.col(EVENT_TS)  # a snapshot as of day d carries end_of(d)
     folds: list[Fold] = []
     ys: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for v in fold_days(train_days, model.label.horizon_days, model.validation.n_splits):
         data = TrainingData(
-            train=train.filter(day <= v - h),
-            holdout=train.filter(day == v),
+            train=train.filter(ts <= end_of(v - h)),
+            holdout=train.filter(ts == end_of(v)),
             features=features,
             train_days=[t for t in train_days if t <= v - h],
             holdout_day=v,
         )
+        if data.train.is_empty() or data.holdout.is_empty():
+            raise MLForgeError(
+                f"validation fold {v}: {data.train.height} training and {data.holdout.height} "
+                "validation rows; lower n_splits or widen training.window_days"
+            )
         fitted = fit_model(data, model)
         x, y = data.matrix("holdout")
         s = fitted.predict(x)

@@ -6,6 +6,7 @@ import itertools
 from datetime import date, timedelta
 
 import numpy as np
+import polars as pl
 import pytest
 from sklearn import metrics as skm
 
@@ -65,3 +66,47 @@ def test_precision_threshold_is_the_lowest_reaching_the_target() -> None:
     assert skm.precision_score(y, s >= lower) < 0.8
     with pytest.raises(MLForgeError, match="one class only"):
         choose_threshold(np.zeros(10), s[:10], ValidationSpec(threshold_optimization="f1"))
+
+
+def test_folds_score_snapshot_rows_and_train_only_on_labels_matured_by_then() -> None:
+    """Snapshots carry end_of(day) as their timestamp, as the offline store writes them."""
+    from mlforge.config.spec import ModelSpec
+    from mlforge.features.labels import LABEL
+    from mlforge.features.snapshots import EVENT_TS
+    from mlforge.io.timeline import end_of
+    from mlforge.models.validation import validate
+
+    rng = np.random.default_rng(3)
+    per_day = 150
+    frames = []
+    for d in DAYS:
+        x = rng.normal(size=(per_day, 2)).astype(np.float32)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "customer_id": [f"{i:05d}" for i in range(per_day)],
+                    EVENT_TS: [end_of(d)] * per_day,
+                    "f0": x[:, 0],
+                    "f1": x[:, 1],
+                    LABEL: (x[:, 0] + rng.normal(0, 1, per_day) > 0).astype(np.int8),
+                }
+            )
+        )
+    train = pl.concat(frames)
+    model = ModelSpec.model_validate(
+        {
+            "name": "m",
+            "feature_service": "s",
+            "label": {"kind": "churn", "dataset": "t", "horizon_days": 30},
+            "params": {"n_estimators": 20, "max_depth": 2},
+            "validation": {"strategy": "time_series_split", "n_splits": 3, "threshold_optimization": "f1"},
+        }
+    )
+    v = validate(train, ["f0", "f1"], DAYS, model)
+    assert [f.day for f in v.folds] == fold_days(DAYS, 30, 3)
+    for f in v.folds:
+        assert f.rows == per_day  # the fold's own snapshot, every entity
+        assert f.train_rows == per_day * sum(t <= f.day - timedelta(days=30) for t in DAYS)
+        assert 0.6 < f.metrics["auc"] <= 1.0  # learnable signal, scored out of fold
+    assert len(v.y) == len(v.scores) == 3 * per_day
+    assert 0.0 < choose_threshold(v.y, v.scores, model.validation) < 1.0
