@@ -39,11 +39,14 @@ from mlforge.config.project import Project  # noqa: E402
 from mlforge.config.spec import AggregateLabel, ChurnLabel, EventLabel, ModelSpec  # noqa: E402
 from mlforge.features.labels import LABEL, label_view  # noqa: E402
 from mlforge.io import layout  # noqa: E402
-from mlforge.io.storage import read_json, read_parquet  # noqa: E402
+from mlforge.io.storage import read_parquet  # noqa: E402
 from mlforge.models.base import Task  # noqa: E402
 from mlforge.models.metrics import evaluate, metric, metrics_for  # noqa: E402
 from mlforge.models.predictions import predict_frame  # noqa: E402
 from mlforge.models.training import build_training_data, read_trained  # noqa: E402
+
+#: What a ranking baseline (not a probability) is judged on.
+RANK_METRICS = {"auc", "pr_auc"}
 
 
 def newest_cutoff(project: Project, model: str) -> date | None:
@@ -95,11 +98,10 @@ def report(project: Project, model: ModelSpec, cutoff: date | None) -> None:
     holdout = read_parquet(project.storage, layout.model_holdout(model.name, cutoff))
     data = build_training_data(project.storage, project.spec, model, cutoff)
     tracker = project.tracker
-    run = read_json(project.storage, layout.model_run(model.name, cutoff))
     fitted = tracker.load_model(trained.booster_uri, model.algorithm)
     y = holdout[LABEL].to_numpy()
     task = model.model_task
-    threshold = float(run.get("threshold", model.threshold))
+    threshold = trained.threshold if trained.threshold is not None else model.threshold
     rows = {f"model ({model.algorithm})": predict_frame(fitted, holdout, trained.features)}
     rows |= baselines(model, data.train, holdout)
     names = [m for m in metrics_for(task, live=False) if m != "ece"]
@@ -120,7 +122,9 @@ def report(project: Project, model: ModelSpec, cutoff: date | None) -> None:
     print(header)
     for who, scores in rows.items():
         m = evaluate(scores, y, threshold, task)
-        print(f"  {who:<52}" + "".join(f"{m[n]:>20.4f}" for n in names))
+        # a rescaled recency is a ranking, not a probability: only its rank metrics mean anything
+        shown = RANK_METRICS if who.startswith("recency") else set(names)
+        print(f"  {who:<52}" + "".join(f"{m[n]:>20.4f}" if n in shown else f"{'n/a':>20}" for n in names))
     best = {n: metric(n).direction.value for n in names}
     print("  (" + ", ".join(f"{n}: {d} is better" for n, d in best.items()) + ")")
 

@@ -97,7 +97,7 @@ def test_holdout_metrics_beat_the_simple_baselines_on_the_same_rows(clv: Run) ->
         trained = read_trained(clv.project.storage, name, CUTOFF)
         version = clv.project.tracker.alias(name, CHAMPION)
         assert version is not None
-        model = version_model(clv.project.tracker, clv.project.spec.model(name), version)
+        model = version_model(clv.project.tracker, version, clv.project.spec.model(name))
         x = df.select(features).to_numpy().astype(np.float32)
         y = df[LABEL].to_numpy()
         assert trained.holdout_rows == df.height > 500
@@ -130,7 +130,7 @@ def test_both_endpoints_serve_what_the_registry_holds(clv: Run) -> None:
             preds = r.json()["predictions"]
             version = project.tracker.alias(name, CHAMPION)
             assert version is not None and {p["model_version"] for p in preds} == {version.version}
-            model = version_model(project.tracker, project.spec.model(name), version)
+            model = version_model(project.tracker, version, project.spec.model(name))
             want = model.predict(snap.select(manifest.feature_names).to_numpy().astype(np.float32))
             assert [p["score"] for p in preds] == want.tolist()
             if name == PROPENSITY:
