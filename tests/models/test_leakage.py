@@ -6,6 +6,7 @@ booster bytes must be identical. A change before D must change them (so the test
 
 from __future__ import annotations
 
+import copy
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,13 @@ def test_training_set_rows_respect_the_label_horizon(tmp_path: Path, repo_root: 
     assert pl.Series(train).diff().drop_nulls().dt.total_days().unique().to_list() == [7]
 
 
-# --- every label kind ---------------------------------------------------------------------
+# --- every label kind, every algorithm ---------------------------------------------------------
 
 OUTCOMES = "data/outcomes.csv"
 
-#: label spec and (for gate/alerts) the metric the compact project's gate compares, per kind
-KINDS: dict[str, tuple[dict[str, Any], str]] = {
+#: per kind: its label spec, the metric its gate compares, and the algorithm (with params) fitted,
+#: so the proof covers every label kind and every built-in algorithm family
+KINDS: dict[str, tuple[dict[str, Any], str, str, dict[str, Any]]] = {
     "event-with-filter": (
         {
             "kind": "event",
@@ -97,6 +99,8 @@ KINDS: dict[str, tuple[dict[str, Any], str]] = {
             "where": [{"column": "number_of_cds", "op": "ge", "value": 2}],
         },
         "auc",
+        "lightgbm",
+        {"n_estimators": 40, "num_leaves": 7},
     ),
     "aggregate-sum": (
         {
@@ -107,6 +111,8 @@ KINDS: dict[str, tuple[dict[str, Any], str]] = {
             "column": "dollar_value",
         },
         "rmse",
+        "xgboost",
+        {"n_estimators": 40, "max_depth": 3},
     ),
     "aggregate-binned": (
         {
@@ -118,26 +124,41 @@ KINDS: dict[str, tuple[dict[str, Any], str]] = {
             "bins": [0.01, 40.0],
         },
         "logloss",
+        "lightgbm",
+        {"n_estimators": 30, "num_leaves": 5},
     ),
     "column": (
         {"kind": "column", "dataset": "outcomes", "column": "flag", "horizon_days": HORIZON, "fill_value": 0},
         "auc",
+        "sklearn.linear_model.LogisticRegression",
+        {"max_iter": 300},
     ),
 }
 
 
-def _kind_project(folder: Path, repo_root: Path, kind: str, rows: list[str], outcomes: list[str]) -> Path:
-    """The compact project whose model predicts the label `kind` (column: from an outcomes file)."""
+def _model_name(kind: str) -> str:
+    return kind.replace("-", "_")
+
+
+def _kinds_project(folder: Path, repo_root: Path, rows: list[str], outcomes: list[str]) -> Path:
+    """The compact project with one extra model per label kind (column: from an outcomes file)."""
     (folder / "data").mkdir(parents=True)
     (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
     (folder / OUTCOMES).write_text("\n".join(outcomes) + "\n")
     spec = compact_spec(repo_root, "data/tx.txt")
-    label, metric = KINDS[kind]
-    m = spec["models"][0]
-    m["label"] = label
-    m["gate"] = {"metric": metric}
-    if kind == "column":
-        m["task"] = "binary"
+    base = spec["models"][0]
+    for kind, (label, metric, algorithm, params) in KINDS.items():
+        m = {
+            **copy.deepcopy(base),
+            "name": _model_name(kind),
+            "label": label,
+            "gate": {"metric": metric},
+            "algorithm": algorithm,
+            "params": params,
+        }
+        if kind == "column":
+            m |= {"task": "binary", "scaler": "standard"}
+        spec["models"].append(m)
     spec["monitoring"][0]["alert_thresholds"] = {}
     spec["datasets"].append(
         {
@@ -155,25 +176,32 @@ def _kind_project(folder: Path, repo_root: Path, kind: str, rows: list[str], out
     return write_spec(folder, spec)
 
 
-def _train_kind(spec_path: Path) -> tuple[str, str]:
-    """(model sha256 for CUTOFF, labels sha256 of the snapshot at CUTOFF: its horizon is all future)."""
+def _train_kinds(spec_path: Path) -> dict[str, tuple[str, str]]:
+    """Per kind: (model sha256 for CUTOFF, labels sha256 of the snapshot at CUTOFF, whose horizon
+    is all future). Raw data and features are materialized once for every model."""
     project = Project.load(spec_path, state_dir=spec_path.parent / ".state")
     r = Runner(project)
+    names = [_model_name(k) for k in KINDS]
     r.materialize([r.key("raw", "transactions"), r.key("raw", "outcomes")], START, END)
     r.materialize([r.key("features", "customer_activity")], START, CUTOFF)
-    r.materialize([r.key("labels", "churn")], START, CUTOFF)
-    r.materialize([r.key("models", "churn", "trained")], CUTOFF)
-    label_sha = read_json(project.storage, layout.label_meta("churn", CUTOFF))["sha256"]
-    return read_trained(project.storage, "churn", CUTOFF).booster_sha256, label_sha
+    r.materialize([r.key("labels", n) for n in names], START, CUTOFF)
+    r.materialize([r.key("models", n, "trained") for n in names], CUTOFF)
+    return {
+        kind: (
+            read_trained(project.storage, _model_name(kind), CUTOFF).booster_sha256,
+            read_json(project.storage, layout.label_meta(_model_name(kind), CUTOFF))["sha256"],
+        )
+        for kind in KINDS
+    }
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-def test_every_label_kind_ignores_everything_after_the_cutoff(
-    tmp_path: Path, repo_root: Path, kind: str
-) -> None:
-    """Changing every source row after D (and every label row not matured by D) leaves the model
-    for D bit-identical, while the labels of a snapshot whose horizon lies after D do change: the
-    tampering reached the label computation, the model never saw it."""
+@pytest.fixture(scope="module")
+def kind_runs(
+    tmp_path_factory: pytest.TempPathFactory, repo_root: Path
+) -> dict[str, dict[str, tuple[str, str]]]:
+    """The kinds project trained on the real history and on one whose future was rewritten:
+    every source row after D changed (and a purchase by every customer added), every outcome
+    after D flipped (and one added per customer)."""
     header, rows = _rows(repo_root)
     cut = CUTOFF.strftime("%Y%m%d")
     # outcome rows: one per purchase, flag = a purchase of 3 or more CDs (a made-up later outcome)
@@ -184,13 +212,27 @@ def test_every_label_kind_ignores_everything_after_the_cutoff(
     ) -> tuple[list[str], list[str]]:
         return [header, *(" ".join(r) for r in rs)], ["customer_id,date,flag", *(",".join(o) for o in os_)]
 
-    baseline = _train_kind(
-        _kind_project(tmp_path / "a", repo_root, kind, *files(rows, outcomes)),
-    )
     changed = [r if r[1] <= cut else (r[0], r[1], "9", f"{float(r[3]) * 10 + 1:.2f}") for r in rows]
     changed += [(c, "19970915", "3", "55.00") for c in sorted({r[0] for r in rows})]
     flipped = [o if o[1] <= cut else (o[0], o[1], "1" if o[2] == "0" else "0") for o in outcomes]
     flipped += [(c, "19970915", "1") for c in sorted({o[0] for o in outcomes})]
-    tampered = _train_kind(_kind_project(tmp_path / "b", repo_root, kind, *files(changed, flipped)))
-    assert tampered[0] == baseline[0]
-    assert tampered[1] != baseline[1]
+    return {
+        "real": _train_kinds(
+            _kinds_project(tmp_path_factory.mktemp("real"), repo_root, *files(rows, outcomes))
+        ),
+        "tampered": _train_kinds(
+            _kinds_project(tmp_path_factory.mktemp("tampered"), repo_root, *files(changed, flipped))
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_label_kind_ignores_everything_after_the_cutoff(
+    kind_runs: dict[str, dict[str, tuple[str, str]]], kind: str
+) -> None:
+    """Changing every source row after D (and every label row not matured by D) leaves the model
+    for D bit-identical, while the labels of a snapshot whose horizon lies after D do change: the
+    tampering reached the label computation, the model never saw it."""
+    real, tampered = kind_runs["real"][kind], kind_runs["tampered"][kind]
+    assert tampered[0] == real[0]
+    assert tampered[1] != real[1]
