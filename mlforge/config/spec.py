@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlforge.errors import MLForgeError, SpecError
-from mlforge.models.base import Task
+from mlforge.models.base import ALGORITHMS, Task
 from mlforge.models.metrics import DEFAULT_GATE_METRIC, METRICS, metrics_for
 
 _T = TypeVar("_T")
@@ -325,11 +325,18 @@ class ValidationSpec(_Model):
     )
 
 
-#: Algorithms built in; any other name is an import path (see mlforge.models.algorithms).
-BUILTIN_ALGORITHMS = ("xgboost", "lightgbm")
-_ALGORITHM = (
-    r"^(xgboost|lightgbm|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_][A-Za-z0-9_]*)?)$"
-)
+#: An import path: ``package.module.Class`` or ``package.module:Class`` (built-in names aside).
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def _algorithm_name(value: str) -> str:
+    """A built-in algorithm (mlforge.models.base.ALGORITHMS) or an import path; else a clear error."""
+    if value in ALGORITHMS or _IMPORT_PATH.match(value):
+        return value
+    raise ValueError(
+        f"unknown algorithm {value!r}: use {', '.join(sorted(ALGORITHMS))}, a scikit-learn estimator's "
+        "import path (e.g. sklearn.ensemble.RandomForestRegressor) or your class's (package.module:Class)"
+    )
 
 
 class ModelSpec(_Model):
@@ -342,7 +349,7 @@ class ModelSpec(_Model):
     task: Task | None = Field(
         None, description="binary, multiclass or regression; inferred from the label kind when unset."
     )
-    algorithm: Annotated[str, Field(pattern=_ALGORITHM)] = Field(
+    algorithm: Annotated[str, AfterValidator(_algorithm_name)] = Field(
         "xgboost",
         description="xgboost, lightgbm, a scikit-learn estimator's import path "
         "(sklearn.linear_model.LogisticRegression) or a plug-in 'package.module:Class'.",

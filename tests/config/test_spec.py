@@ -418,6 +418,12 @@ BROKEN: list[tuple[str, Callable[[dict[str, Any]], None], str, list[str]]] = [
         ["not a parameter of xgboost", "did you mean 'max_depth'?"],
     ),
     (
+        "algorithm-unknown-name",
+        _set(("models", 0, "algorithm"), "catboost"),
+        "models[0].algorithm:",
+        ["unknown algorithm 'catboost'", "lightgbm, xgboost", "package.module:Class"],
+    ),
+    (
         "algorithm-module-not-found",
         _set(("models", 0, "algorithm"), "nosuch.module.Thing"),
         "models[0].algorithm:",
