@@ -133,10 +133,11 @@ def main() -> None:
     """Parse arguments and report every model (or --model)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", default=str(ROOT / "mlforge.yaml"))
+    ap.add_argument("--home", default=None, help="state folder (default: the spec's state_dir)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--cutoff", default=None, type=date.fromisoformat)
     args = ap.parse_args()
-    project = Project.load(Path(args.spec))
+    project = Project.load(Path(args.spec), state_dir=args.home)
     for model in project.spec.models:
         if args.model in (None, model.name):
             report(project, model, args.cutoff)
