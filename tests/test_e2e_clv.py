@@ -158,3 +158,32 @@ def test_batch_predictions_drift_and_live_performance_speak_each_task(clv: Run) 
     assert float(perf["rmse"]) > 0 and 0.0 < float(perf["top_decile_capture"]) <= 1.0
     perf = clv.meta(f"clv/monitoring/{PROPENSITY}/performance")
     assert perf["threshold"] == threshold and 0.5 < float(perf["auc"]) <= 1.0
+
+
+def test_champions_load_with_mlflow_as_models_uri_at_champion(clv: Run) -> None:
+    """Each version is logged with its algorithm's MLflow flavor and signature: `models:/<name>@champion`
+    loads with MLflow's own pyfunc and predicts like MLForge on the same rows."""
+    import mlflow
+
+    project = clv.project
+    snap = read_snapshot(project.storage, "customer_activity", CUTOFF).sort("customer_id").head(50)
+    mlflow.set_tracking_uri(project.settings.tracking_uri)
+    mlflow.set_registry_uri(project.settings.tracking_uri)
+    try:
+        for name in (CLV, PROPENSITY):
+            version = project.tracker.alias(name, CHAMPION)
+            assert version is not None
+            ours = version_model(project.tracker, version, project.spec.model(name))
+            features = ours.feature_names
+            frame = snap.select(features).to_pandas().astype("float32")
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+            assert [c.name for c in pyfunc.metadata.get_input_schema().inputs] == features
+            got = np.asarray(pyfunc.predict(frame), dtype=np.float64).reshape(-1)
+            want = ours.predict(frame.to_numpy())
+            if name == CLV:  # LightGBM's pyfunc predicts the regression value itself
+                np.testing.assert_allclose(got, want, rtol=1e-6)
+            else:  # scikit-learn's pyfunc predicts the class at 0.5
+                assert got.tolist() == (want >= 0.5).astype(np.float64).tolist()
+    finally:
+        mlflow.set_tracking_uri("")
+        mlflow.set_registry_uri("")
