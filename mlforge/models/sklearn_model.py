@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.skops"
 #: Attribute of the fitted object holding the input column names.
 FEATURES_ATTR = "mlforge_feature_names_"
+#: Attribute holding a multiclass model's number of classes (the spec's, which a training window
+#: may not all contain: predict_proba has a column per class seen, the model one per class).
+CLASSES_ATTR = "mlforge_n_classes_"
 #: The zip timestamp of every member of a canonical skops archive.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -164,6 +167,8 @@ class SklearnModel:
             y = y.astype(np.int64)
         est.fit(x, y)
         setattr(est, FEATURES_ATTR, list(data.features))
+        if spec.model_task is Task.MULTICLASS:
+            setattr(est, CLASSES_ATTR, spec.class_count(y))
         params: dict[str, Any] = {"estimator": path, **kwargs}
         if spec.scaler is not None:
             params["scaler"] = spec.scaler
@@ -191,11 +196,16 @@ class SklearnModel:
         """A classifier with two classes is binary, with more multiclass; anything else regression."""
         from sklearn.base import is_classifier
 
+        if getattr(self.estimator, CLASSES_ATTR, None) is not None:
+            return Task.MULTICLASS
         if is_classifier(self.estimator):
             return Task.BINARY if len(self.estimator.classes_) == 2 else Task.MULTICLASS
         return Task.REGRESSION
 
     # -- scoring ----------------------------------------------------------------------------
+
+    def _n_classes(self) -> int:
+        return int(getattr(self.estimator, CLASSES_ATTR, None) or len(self.estimator.classes_))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Float64: ``predict_proba[:, 1]`` (binary), ``predict_proba`` (multiclass), ``predict``."""
@@ -205,12 +215,18 @@ class SklearnModel:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if len(x) == 0:
             if task is Task.MULTICLASS:
-                return np.zeros((0, len(self.estimator.classes_)))
+                return np.zeros((0, self._n_classes()))
             return np.zeros(0)
         if task is Task.BINARY:
             return np.asarray(self.estimator.predict_proba(x)[:, 1], dtype=np.float64)
         if task is Task.MULTICLASS:
-            return np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
+            proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
+            k = self._n_classes()
+            if proba.shape[1] == k:
+                return proba
+            out = np.zeros((len(x), k))  # a class the training window never held: probability 0
+            out[:, np.asarray(self.estimator.classes_, dtype=np.int64)] = proba
+            return out
         return np.asarray(self.estimator.predict(x), dtype=np.float64).reshape(len(x))
 
     def scorer(

@@ -314,3 +314,37 @@ def test_importing_the_seam_imports_no_library() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("algorithm", ["sklearn.linear_model.LogisticRegression", "lightgbm", "xgboost"])
+def test_multiclass_has_every_class_of_the_spec_even_when_training_misses_one(algorithm: str) -> None:
+    """bins [10, 50] make 3 classes; a training window holding only classes 0 and 1 still gives a
+    model with 3 probability columns (the missing class at ~0), and bytes round-trip."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)  # classes 0 and 1 only
+    train = pl.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], LABEL: y})
+    spec = ModelSpec.model_validate(
+        {
+            "name": "tiers",
+            "feature_service": "s",
+            "label": {
+                "kind": "aggregate",
+                "dataset": "t",
+                "horizon_days": 30,
+                "function": "sum",
+                "column": "v",
+                "bins": [10.0, 50.0],
+            },
+            "algorithm": algorithm,
+            "params": {"max_iter": 200} if algorithm.startswith("sklearn") else {"n_estimators": 10},
+        }
+    )
+    data = TrainingData(train, train.head(0), ["a", "b", "c"], [date(2020, 1, 1)], date(2020, 1, 2))
+    model = model_class(algorithm).fit(data, spec)
+    p = model.predict(x[:50])
+    assert model.task is Task.MULTICLASS and p.shape == (50, 3)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    assert p[:, 2].max() < 0.05 and (p[:, :2].argmax(axis=1) == y[:50]).mean() > 0.9
+    again = type(model).from_bytes(model.to_bytes())
+    assert np.array_equal(again.predict(x[:50]), p)
