@@ -140,6 +140,29 @@ class FittedModel(Protocol):
         ...
 
 
+class SerializedModel:
+    """What every built-in FittedModel derives from its bytes and the seam: `sha256` of
+    `to_bytes` and the verified small-request `scorer`. A plug-in may inherit it too."""
+
+    def to_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    def sha256(self) -> str:
+        """Hash of the serialized model: equal hashes mean identical models."""
+        import hashlib
+
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def scorer(
+        self,
+        max_rows: int,
+        candidates: Sequence[ScorerCandidate] = (),
+        probe: np.ndarray | None = None,
+    ) -> Scorer:
+        """The fastest of `candidates` verified against `predict` (see verified_scorer)."""
+        return verified_scorer(self, max_rows, candidates, probe)  # type: ignore[arg-type]
+
+
 #: algorithm -> "module:Class" of its FittedModel (imported on first use).
 ALGORITHMS: dict[str, str] = {
     "xgboost": "mlforge.models.xgboost_model:XGBoostModel",

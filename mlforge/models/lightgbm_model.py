@@ -8,15 +8,13 @@ Training is deterministic: ``deterministic=True``, a fixed thread count and the 
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from mlforge.errors import MLForgeError
-from mlforge.models.base import Scorer, ScorerCandidate, Task, verified_scorer
+from mlforge.models.base import SerializedModel, Task
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -70,7 +68,7 @@ def task_of(objective: str) -> Task:
     raise MLForgeError(f"LightGBM objective {objective!r} has no task the platform knows")
 
 
-class LightGBMModel:
+class LightGBMModel(SerializedModel):
     """A ``lightgbm.Booster`` as a FittedModel; ``booster`` is the native object."""
 
     algorithm: ClassVar[str] = "lightgbm"
@@ -128,15 +126,6 @@ class LightGBMModel:
             return np.zeros(0)
         return np.asarray(self.booster.predict(x), dtype=np.float64)
 
-    def scorer(
-        self,
-        max_rows: int,
-        candidates: Sequence[ScorerCandidate] = (),
-        probe: np.ndarray | None = None,
-    ) -> Scorer:
-        """The fastest of `candidates` verified against `predict` (see base.verified_scorer)."""
-        return verified_scorer(self, max_rows, candidates, probe)
-
     # -- persistence ------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -160,10 +149,6 @@ class LightGBMModel:
         import lightgbm as lgb
 
         return cls(lgb.Booster(model_file=str(path)))
-
-    def sha256(self) -> str:
-        """Hash of the text model: equal hashes mean identical models."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     # -- tracking ---------------------------------------------------------------------------
 

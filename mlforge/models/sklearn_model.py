@@ -21,13 +21,11 @@ as ``mlforge_feature_names_`` (fitting on a DataFrame instead would make every n
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import io
 import json
 import re
 import zipfile
-from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,7 +34,7 @@ import numpy as np
 
 from mlforge.errors import MLForgeError
 from mlforge.models.algorithms import import_path
-from mlforge.models.base import Scorer, ScorerCandidate, Task, verified_scorer
+from mlforge.models.base import SerializedModel, Task
 
 if TYPE_CHECKING:
     from mlforge.config.spec import ModelSpec
@@ -102,7 +100,7 @@ def canonical(raw: bytes) -> bytes:
     return out.getvalue()
 
 
-class SklearnModel:
+class SklearnModel(SerializedModel):
     """A fitted scikit-learn estimator (or scaler + estimator pipeline) as a FittedModel.
 
     ``estimator`` is the fitted native object. Use :meth:`bound` for the class of one estimator
@@ -229,15 +227,6 @@ class SklearnModel:
             return out
         return np.asarray(self.estimator.predict(x), dtype=np.float64).reshape(len(x))
 
-    def scorer(
-        self,
-        max_rows: int,
-        candidates: Sequence[ScorerCandidate] = (),
-        probe: np.ndarray | None = None,
-    ) -> Scorer:
-        """The fastest of `candidates` verified against `predict` (see base.verified_scorer)."""
-        return verified_scorer(self, max_rows, candidates, probe)
-
     # -- persistence ------------------------------------------------------------------------
 
     def _untrusted(self) -> list[str]:
@@ -281,10 +270,6 @@ class SklearnModel:
     def load(cls, path: str | Path) -> SklearnModel:
         """Read a skops file (``model.skops`` of the logged model, or one written by `save`)."""
         return cls.from_bytes(Path(path).read_bytes())
-
-    def sha256(self) -> str:
-        """Hash of the canonical skops bytes: equal hashes mean identical models."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     # -- tracking ---------------------------------------------------------------------------
 

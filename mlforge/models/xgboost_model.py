@@ -8,16 +8,14 @@ feature names, ``xgb.train`` — so the booster bytes and their sha256 are uncha
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from mlforge.errors import MLForgeError
-from mlforge.models.base import Scorer, ScorerCandidate, Task, verified_scorer
+from mlforge.models.base import SerializedModel, Task
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -73,7 +71,7 @@ def task_of(objective: str) -> Task:
     raise MLForgeError(f"XGBoost objective {objective!r} has no task the platform knows")
 
 
-class XGBoostModel:
+class XGBoostModel(SerializedModel):
     """An ``xgboost.Booster`` as a FittedModel; ``booster`` is the native object."""
 
     algorithm: ClassVar[str] = "xgboost"
@@ -147,19 +145,6 @@ class XGBoostModel:
         config = json.loads(self.booster.save_config())
         return int(config["learner"]["learner_model_param"]["num_class"])
 
-    def scorer(
-        self,
-        max_rows: int,
-        candidates: Sequence[ScorerCandidate] = (),
-        probe: np.ndarray | None = None,
-    ) -> Scorer:
-        """The fastest of `candidates` verified against `predict` (see base.verified_scorer).
-
-        Candidates receive this object (``.booster`` is the native one); serving passes its compiled
-        trees and its C-API call. Without any, or when none is verified, ``predict``.
-        """
-        return verified_scorer(self, max_rows, candidates, probe)
-
     # -- persistence ------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -185,10 +170,6 @@ class XGBoostModel:
         import xgboost as xgb
 
         return cls(xgb.Booster(model_file=str(path)))
-
-    def sha256(self) -> str:
-        """Hash of the booster's serialized trees (UBJSON): equal hashes mean identical models."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
 
     # -- tracking ---------------------------------------------------------------------------
 
