@@ -6,14 +6,13 @@ batch predictions and live performance, on real MLflow (SQLite) and a real Dagst
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+from conftest import Materialized
 from fastapi.testclient import TestClient
 from projects import CUTOFF, END, compact_clv_spec, write_spec
 
@@ -28,7 +27,7 @@ from mlforge.models.gate import CHAMPION
 from mlforge.models.metrics import evaluate
 from mlforge.models.registration import version_model
 from mlforge.models.training import read_trained
-from mlforge_assets.runner import Runner, StepResult
+from mlforge_assets.runner import Runner
 from serving.app import create_app
 
 pytestmark = pytest.mark.e2e
@@ -36,20 +35,8 @@ pytestmark = pytest.mark.e2e
 CLV, PROPENSITY = "clv_90d", "buys_again_30d"
 
 
-@dataclass
-class Run:
-    project: Project
-    steps: list[StepResult]
-
-    def meta(self, key: str) -> dict[str, Any]:
-        for step in reversed(self.steps):
-            if key in step.metadata:
-                return step.metadata[key]
-        raise KeyError(key)
-
-
 @pytest.fixture(scope="module")
-def clv(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[Run]:
+def clv(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[Materialized]:
     folder = tmp_path_factory.mktemp("clv")
     source = str(repo_root / "data" / "cdnow" / "CDNOW_master.txt")
     project = Project.load(
@@ -58,15 +45,18 @@ def clv(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[R
     (folder / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(folder / "dagster")) as instance:
         runner = Runner(project, instance)
-        yield Run(project, runner.run_plan(runner.quickstart_plan(cutoff=CUTOFF, history_end=END)))
+        steps = runner.run_plan(runner.quickstart_plan(cutoff=CUTOFF, history_end=END))
+        yield Materialized(project, runner, instance, steps, folder / "state")
 
 
-def holdout(run: Run, model: str) -> tuple[pl.DataFrame, list[str]]:
+def holdout(run: Materialized, model: str) -> tuple[pl.DataFrame, list[str]]:
     trained = read_trained(run.project.storage, model, CUTOFF)
     return read_parquet(run.project.storage, layout.model_holdout(model, CUTOFF)), trained.features
 
 
-def test_both_models_are_registered_champions_with_their_algorithm_task_and_threshold(clv: Run) -> None:
+def test_both_models_are_registered_champions_with_their_algorithm_task_and_threshold(
+    clv: Materialized,
+) -> None:
     tracker = clv.project.tracker
     reg = tracker.alias(CLV, CHAMPION)
     prop = tracker.alias(PROPENSITY, CHAMPION)
@@ -90,7 +80,7 @@ def test_both_models_are_registered_champions_with_their_algorithm_task_and_thre
     assert {"plots/roc.png", "plots/calibration.png", "plots/permutation_importance.png"} <= run_files
 
 
-def test_holdout_metrics_beat_the_simple_baselines_on_the_same_rows(clv: Run) -> None:
+def test_holdout_metrics_beat_the_simple_baselines_on_the_same_rows(clv: Materialized) -> None:
     """The stored metrics are the registered models' on the holdout; each beats its baseline."""
     for name, task in ((CLV, "regression"), (PROPENSITY, "binary")):
         df, features = holdout(clv, name)
@@ -116,7 +106,7 @@ def test_holdout_metrics_beat_the_simple_baselines_on_the_same_rows(clv: Run) ->
             assert 0.65 < got["auc"] <= 1.0 and got["logloss"] < constant["logloss"]
 
 
-def test_both_endpoints_serve_what_the_registry_holds(clv: Run) -> None:
+def test_both_endpoints_serve_what_the_registry_holds(clv: Materialized) -> None:
     project = clv.project
     with TestClient(create_app(project, reload_interval_s=0)) as c:
         for endpoint, name in (("clv-api", CLV), ("buys-again-api", PROPENSITY)):
@@ -140,7 +130,7 @@ def test_both_endpoints_serve_what_the_registry_holds(clv: Run) -> None:
                 assert variant.task == "regression" and all("label" not in p for p in preds)
 
 
-def test_batch_predictions_drift_and_live_performance_speak_each_task(clv: Run) -> None:
+def test_batch_predictions_drift_and_live_performance_speak_each_task(clv: Materialized) -> None:
     reg = clv.meta(f"clv/predictions/{CLV}")
     prop = clv.meta(f"clv/predictions/{PROPENSITY}")
     assert reg["dagster/row_count"] == prop["dagster/row_count"] > 1000
@@ -160,7 +150,7 @@ def test_batch_predictions_drift_and_live_performance_speak_each_task(clv: Run) 
     assert perf["threshold"] == threshold and 0.5 < float(perf["auc"]) <= 1.0
 
 
-def test_champions_load_with_mlflow_as_models_uri_at_champion(clv: Run) -> None:
+def test_champions_load_with_mlflow_as_models_uri_at_champion(clv: Materialized) -> None:
     """Each version is logged with its algorithm's MLflow flavor and signature: `models:/<name>@champion`
     loads with MLflow's own pyfunc and predicts like MLForge on the same rows."""
     import mlflow
