@@ -37,8 +37,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             extra["threshold"] = last.threshold
         # the key holdout diagnostics as tables, every figure as a link (MLflow UI or local file)
         extra.update({f"holdout_{name}": md_table(rows, limit=15) for name, rows in last.diagnostics.items()})
-        for plot in last.plots:
-            link = stage.tracker.artifact_link(last.experiment_id, last.run_id, plot)
+        for plot, link in stage.tracker.artifact_links(last.experiment_id, last.run_id, last.plots).items():
             name = "plot_" + plot.rsplit("/", 1)[-1].removesuffix(".png")
             extra[name] = (
                 dg.MetadataValue.url(link) if link.startswith("http") else dg.MetadataValue.path(link)

@@ -287,14 +287,17 @@ class Tracker:
             return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
         return f"mlflow-run:{run_id}"
 
-    def artifact_link(self, experiment_id: str, run_id: str, path: str) -> str:
-        """Where a run's artifact `path` opens: its page in the MLflow UI when the tracking URI is a
-        server, else the artifact's own URI (a local file for a file artifact root)."""
+    def artifact_links(self, experiment_id: str, run_id: str, paths: list[str]) -> dict[str, str]:
+        """Where each of a run's artifact `paths` opens: its page in the MLflow UI when the tracking
+        URI is a server, else the artifact's own URI (a local file for a file artifact root)."""
         if self.tracking_uri.startswith("http"):
-            return f"{self.run_url(experiment_id, run_id)}/artifacts/{path}"
-        root = str(self.client.get_run(run_id).info.artifact_uri).rstrip("/")
-        uri = f"{root}/{path}"
-        return urlparse(uri).path if uri.startswith("file://") else uri
+            page = self.run_url(experiment_id, run_id)
+            return {p: f"{page}/artifacts/{p}" for p in paths}
+        if not paths:
+            return {}
+        root = str(self.client.get_run(run_id).info.artifact_uri).rstrip("/")  # one lookup per run
+        uris = {p: f"{root}/{p}" for p in paths}
+        return {p: urlparse(u).path if u.startswith("file://") else u for p, u in uris.items()}
 
 
 @contextmanager
