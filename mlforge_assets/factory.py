@@ -8,6 +8,7 @@ from mlforge.config.project import Project
 from mlforge_assets.datasets import raw_asset
 from mlforge_assets.deployments import deployment_asset
 from mlforge_assets.drift import drift_asset
+from mlforge_assets.entities import entities_asset
 from mlforge_assets.features import feature_asset, online_asset
 from mlforge_assets.jobs import refresh_job, retrain_job
 from mlforge_assets.labels import label_asset
@@ -29,6 +30,7 @@ def build_assets(project: Project) -> list[dg.AssetsDefinition]:
     """Every lifecycle asset the spec asks for."""
     spec = project.spec
     assets = [raw_asset(project, ds) for ds in spec.datasets]
+    assets += [entities_asset(project, ds) for ds in spec.datasets]
     for view in spec.feature_views:
         assets += [feature_asset(project, view), online_asset(project, view)]
     for model in spec.models:

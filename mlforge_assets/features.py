@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 
 import dagster as dg
 
@@ -11,11 +12,12 @@ from mlforge.config.spec import FeatureViewSpec
 from mlforge.data import checks as core_checks
 from mlforge.data.raw import data_versions, day_column, load_days, missing_days
 from mlforge.errors import MissingPartitionsError
+from mlforge.features.entities import index_versions, missing_index_days, read_index
 from mlforge.features.offline import missing_snapshots, read_snapshots, write_snapshot
 from mlforge.features.online import load_latest
 from mlforge.features.refs import feature_names
 from mlforge.features.snapshots import EVENT_TS, iter_snapshots
-from mlforge.io.timeline import clip, days_between, feature_window
+from mlforge.io.timeline import clip, days_between, feature_window, key
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key, window
 from mlforge_assets.stage import Stage, StageResult, check, stage_asset
@@ -35,15 +37,20 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
             raise MissingPartitionsError(
                 f"features/{view.name}", f"raw/{ds.name}", missing, "Materialize (backfill) them first."
             )
+        unindexed = missing_index_days(stage.storage, ds.name, days)
+        if unindexed:
+            raise MissingPartitionsError(f"features/{view.name}", f"entities/{ds.name}", unindexed)
         events = load_days(stage.storage, ds, needed).with_columns(day_column(ds).alias("__day"))
         versions = data_versions(stage.storage, ds.name, needed)
+        indexed = index_versions(stage.storage, ds.name, days)
         outcomes, total, last = [], 0, None
         # One pass over the range (sorted once, one window filter per day), not one per day over
         # all events; each snapshot is bit-identical to compute_snapshot's and written as it comes.
-        for d, snap in iter_snapshots(view, events, join_key, "__day", days):
+        index = partial(read_index, stage.storage, ds.name)
+        for d, snap in iter_snapshots(view, events, join_key, "__day", days, index):
             lo, hi = feature_window(view, d)
             lineage = {k: v for k, v in versions.items() if lo.isoformat() <= k <= hi.isoformat()}
-            last_hash = write_snapshot(stage.storage, view.name, d, snap, lineage)
+            last_hash = write_snapshot(stage.storage, view.name, d, snap, lineage, indexed[key(d)])
             outcomes.append((core_checks.unique_keys(snap, [join_key]), core_checks.no_future_data(snap, d)))
             total += snap.height
             last = snap
@@ -66,7 +73,10 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
         group="features",
         description=view.description or f"Snapshot of `{view.name}` as of the end of the day.",
         kinds={"parquet", "polars"},
-        deps=[window(asset_key(project, "raw", ds.name), -(view.lookback_days - 1), 0)],
+        deps=[
+            window(asset_key(project, "raw", ds.name), -(view.read_days - 1), 0),
+            window(asset_key(project, "entities", ds.name), 0, 0),
+        ],
         run=run,
         checks=[
             check("unique_keys", f"One row per {join_key}.", keys=[join_key]),

@@ -106,7 +106,13 @@ class Runner:
         cutoff = cutoff or end
         steps: list[tuple[str, list[dg.AssetKey], date, date]] = [
             ("raw datasets", [self.key("raw", d.name) for d in spec.datasets], start, end),
-            ("feature snapshots", [self.key("features", v.name) for v in spec.feature_views], start, cutoff),
+            (
+                "entity index, feature snapshots",
+                [self.key("entities", d.name) for d in spec.datasets]
+                + [self.key("features", v.name) for v in spec.feature_views],
+                start,
+                cutoff,
+            ),
         ]
         for m in spec.models:
             matured = date.fromordinal(min(cutoff.toordinal(), end.toordinal() - m.label.horizon_days))

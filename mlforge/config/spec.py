@@ -152,12 +152,21 @@ class WindowTransform(_Model):
 
 
 class RecencyTransform(_Model):
-    """Days since the entity's last and first event in the lookback window."""
+    """`days_since_last`: days since the entity's last event up to the snapshot (any age);
+    `days_since_first`: days since its first event in the lookback (null when it has none there)."""
 
     kind: Literal["recency"]
 
 
-Transform = Annotated[AggregateTransform | WindowTransform | RecencyTransform, Field(discriminator="kind")]
+class TenureTransform(_Model):
+    """`tenure_days`: days since the entity's first event ever (from the entity index)."""
+
+    kind: Literal["tenure"]
+
+
+Transform = Annotated[
+    AggregateTransform | WindowTransform | RecencyTransform | TenureTransform, Field(discriminator="kind")
+]
 
 
 class FeatureViewSpec(_Model):
@@ -167,9 +176,27 @@ class FeatureViewSpec(_Model):
     description: str = ""
     entity: str
     source: str
-    lookback_days: int = Field(365, gt=0, description="History each snapshot may read.")
+    lookback_days: Annotated[int, Field(gt=0)] | Literal["all"] = Field(
+        365,
+        description="Days of history the aggregates cover; 'all': the whole history up to the "
+        "snapshot (lifetime aggregates from the entity index, no rescan).",
+    )
     ttl_days: int = Field(365, gt=0, description="How long a snapshot value stays valid.")
     transformations: list[Transform] = Field(min_length=1)
+
+    @property
+    def lifetime(self) -> bool:
+        """The aggregates cover the whole history (`lookback_days: all`)."""
+        return self.lookback_days == "all"
+
+    @property
+    def read_days(self) -> int:
+        """Days of raw rows a snapshot reads: the lookback, or for a lifetime view its longest
+        window (lifetime values come from the entity index, not from rows)."""
+        if isinstance(self.lookback_days, int):
+            return self.lookback_days
+        windows = [n for t in self.transformations if isinstance(t, WindowTransform) for n in t.windows_days]
+        return max(windows, default=1)
 
 
 class FeatureServiceSpec(_Model):
@@ -754,9 +781,15 @@ def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def _is_union_tag(part: str) -> bool:
-    return part in {"aggregate", "window", "recency", "churn", "event", "column"} or part.startswith(
-        "function-"
-    )
+    return part in {
+        "aggregate",
+        "window",
+        "recency",
+        "tenure",
+        "churn",
+        "event",
+        "column",
+    } or part.startswith("function-")
 
 
 def _describe_error(err: Any, data: Any) -> str:

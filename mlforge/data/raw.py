@@ -30,6 +30,11 @@ _POLARS_TYPES: dict[str, Any] = {
 }
 
 
+def polars_schema(ds: DatasetSpec) -> dict[str, Any]:
+    """The polars dtype of each of the dataset's columns, as stored."""
+    return {c: _POLARS_TYPES[s.type] for c, s in ds.columns.items()}
+
+
 def day_column(ds: DatasetSpec) -> pl.Expr:
     """Expression giving the event day of each row."""
     ts = pl.col(ds.timestamp.column)
@@ -104,7 +109,7 @@ def load_days(storage: Storage, ds: DatasetSpec, days: list[date]) -> pl.DataFra
     """The stored rows of `days`, concatenated (the caller checks completeness first)."""
     frames = [read_parquet(storage, layout.raw_data(ds.name, d)) for d in days]
     if not frames:
-        return pl.DataFrame(schema={c: _POLARS_TYPES[s.type] for c, s in ds.columns.items()})
+        return pl.DataFrame(schema=polars_schema(ds))
     return pl.concat(frames, how="vertical_relaxed")
 
 

@@ -20,14 +20,21 @@ from mlforge.io.storage import Storage, read_json, read_parquet, write_json, wri
 from mlforge.io.timeline import key
 
 
-def write_snapshot(storage: Storage, view: str, d: date, df: pl.DataFrame, lineage: dict[str, str]) -> str:
-    """Store one snapshot and its sidecar (row count, hash, the raw data versions it read)."""
+def write_snapshot(
+    storage: Storage,
+    view: str,
+    d: date,
+    df: pl.DataFrame,
+    lineage: dict[str, str],
+    entity_index: str | None = None,
+) -> str:
+    """Store one snapshot and its sidecar (row count, hash, the raw data versions of its lookback,
+    the sha256 of the entity index it drew its universe and lifetime values from)."""
     digest = write_parquet(storage, layout.snapshot_data(view, d), df)
-    write_json(
-        storage,
-        layout.snapshot_meta(view, d),
-        {"rows": df.height, "sha256": digest, "lineage": lineage},
-    )
+    meta: dict[str, object] = {"rows": df.height, "sha256": digest, "lineage": lineage}
+    if entity_index is not None:
+        meta["entity_index"] = entity_index
+    write_json(storage, layout.snapshot_meta(view, d), meta)
     return digest
 
 

@@ -11,6 +11,7 @@ from mlforge.config.spec import (
     FeatureViewSpec,
     ProjectSpec,
     RecencyTransform,
+    TenureTransform,
     WindowTransform,
 )
 
@@ -29,6 +30,8 @@ def _plan(view: FeatureViewSpec) -> list[tuple[str, str, str, int | None]]:
         if isinstance(t, RecencyTransform):
             add("days_since_last", "", "recency_last", None)
             add("days_since_first", "", "recency_first", None)
+        elif isinstance(t, TenureTransform):
+            add("tenure_days", "", "tenure", None)
         elif isinstance(t, AggregateTransform):
             for fn in t.functions:
                 for col in t.columns:

@@ -1,18 +1,21 @@
 """Feature views: snapshots of transformations per entity, as of the end of a day.
 
-A snapshot as of day D reads only events on or before D (within the view's lookback) and carries
-`event_timestamp` = the end of D, from when its values are known.
+A snapshot as of day D has a row for every entity known by D (its source's entity index), reads
+only events on or before D (within the view's lookback; lifetime values from the index) and
+carries `event_timestamp` = the end of D, from when its values are known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
 
 from mlforge.config.spec import FeatureViewSpec
+from mlforge.errors import DataError
+from mlforge.features.entities import FIRST_DAY, LAST_DAY, index_as_of, stat
 from mlforge.features.refs import _plan
 from mlforge.io.timeline import end_of
 
@@ -33,45 +36,84 @@ def _agg(col: str, fn: str, name: str, where: pl.Expr | None = None) -> pl.Expr:
     return expr.cast(pl.Float32).alias(name)
 
 
-def compute_snapshot(
-    view: FeatureViewSpec, events: pl.DataFrame, entity_key: str, day_col: str, as_of: date
-) -> pl.DataFrame:
-    """Features of every entity with an event in the lookback window ending at `as_of`.
+#: (feature name, column, function, window days or None): one entry of a view's plan
+PlanEntry = tuple[str, str, str, int | None]
+#: index(D) of the view's source dataset for a snapshot day D (see mlforge.features.entities)
+IndexOf = Callable[[date], pl.DataFrame]
 
-    `events` may hold more history than needed; rows after `as_of` are ignored, so the result can
-    never depend on the future.
+
+def compute_snapshot(
+    view: FeatureViewSpec,
+    events: pl.DataFrame,
+    entity_key: str,
+    day_col: str,
+    as_of: date,
+    index: IndexOf | None = None,
+) -> pl.DataFrame:
+    """Features of every entity known by `as_of` (an event on or before it), as of its end.
+
+    Rows after `as_of` are ignored, so the result can never depend on the future. `index` gives
+    the entity index of a day (the stored `entities/<dataset>` partitions); without it the index
+    is folded from `events`, which must then start at the first day of the history.
     """
-    return compute_snapshots(view, events, entity_key, day_col, [as_of])[0]
+    return compute_snapshots(view, events, entity_key, day_col, [as_of], index)[0]
 
 
 def compute_snapshots(
-    view: FeatureViewSpec, events: pl.DataFrame, entity_key: str, day_col: str, days: Sequence[date]
+    view: FeatureViewSpec,
+    events: pl.DataFrame,
+    entity_key: str,
+    day_col: str,
+    days: Sequence[date],
+    index: IndexOf | None = None,
 ) -> list[pl.DataFrame]:
     """`compute_snapshot` for each of `days`, in that order (see `iter_snapshots`)."""
-    return [snap for _, snap in iter_snapshots(view, events, entity_key, day_col, days)]
+    return [snap for _, snap in iter_snapshots(view, events, entity_key, day_col, days, index)]
+
+
+def from_index(view: FeatureViewSpec, entry: PlanEntry) -> bool:
+    """The feature comes from the entity index (lifetime), not from the lookback's rows."""
+    _, _, fn, n = entry
+    return fn in ("recency_last", "tenure") or (view.lifetime and n is None)
 
 
 def iter_snapshots(
-    view: FeatureViewSpec, events: pl.DataFrame, entity_key: str, day_col: str, days: Sequence[date]
+    view: FeatureViewSpec,
+    events: pl.DataFrame,
+    entity_key: str,
+    day_col: str,
+    days: Sequence[date],
+    index: IndexOf | None = None,
 ) -> Iterator[tuple[date, pl.DataFrame]]:
     """(day, snapshot) for each of `days`, in order; each snapshot equals `compute_snapshot(day)`.
 
-    Bit for bit: `compute_snapshot` is this function for one day, and a day's snapshot is computed
-    from exactly the rows of its window, in the same order, by the same kernel. The events of the
-    days' joint lookback are selected and stably sorted by entity once; each day then selects its
-    window with one mask over that range and reduces every entity's contiguous run of rows with
-    numpy (see `_Runs`), instead of filtering the whole frame and hash-grouping it per day: cost
-    O(rows) once plus O(window rows) per day. What the numpy kernel does not cover (`std`,
-    columns other than float64 / integers, a NaN in the window) goes through a polars group-by on
-    the same rows. Only one day's snapshot is held at a time.
+    A snapshot has one row per entity of the index as of its day (the universe), sorted by key:
+    lifetime features (recency, tenure, a lifetime view's aggregates) come from the index; the
+    lookback's aggregates from its rows, zero counts and sums (null means, min, max) for an entity
+    without a row there.
+
+    Bit for bit: `compute_snapshot` is this function for one day, and a day's lookback features
+    are computed from exactly the rows of its window, in the same order, by the same kernel. The
+    events of the days' joint lookback are selected and stably sorted by entity once; each day then
+    selects its window with one mask over that range and reduces every entity's contiguous run of
+    rows with numpy (see `_Runs`), instead of filtering the whole frame and hash-grouping it per
+    day: cost O(rows) once plus O(window rows) per day. What the numpy kernel does not cover
+    (`std`, columns other than float64 / integers, a NaN in the window) goes through a polars
+    group-by on the same rows. Only one day's snapshot is held at a time.
     """
     days = list(days)
     if not days:
         return
     plan = _plan(view)
-    lookback = timedelta(days=view.lookback_days - 1)
+    kernel = [p for p in plan if not from_index(view, p)]
+    lifetime = [p for p in plan if from_index(view, p)]
+    if index is None:
+        cols = list(dict.fromkeys(c for _, c, _, _ in lifetime if c))
+        folded = index_as_of(events, entity_key, day_col, days, cols)
+        index = folded.__getitem__
+    lookback = timedelta(days=view.read_days - 1)
     first, last = min(days) - lookback, max(days)
-    value_cols = list(dict.fromkeys(col for _, col, fn, _ in plan if not fn.startswith("recency")))
+    value_cols = list(dict.fromkeys(col for _, col, fn, _ in kernel if not fn.startswith("recency")))
     keep = list(dict.fromkeys([entity_key, day_col, *value_cols]))
     rows = (
         events.select(keep)
@@ -79,16 +121,62 @@ def iter_snapshots(
         .sort(entity_key, maintain_order=True)
     )
     key_dtype = events.schema[entity_key]
-    fast = _Runs.of(rows, plan, entity_key, day_col) if rows.height else None
+    fast = _Runs.of(rows, kernel, entity_key, day_col) if rows.height else None
     for as_of in days:
         lo, hi = as_of - lookback, as_of
-        if fast is not None:
-            snap = fast.snapshot(view, plan, lo, hi, entity_key)
-            if snap is not None:
-                yield as_of, snap
-                continue
-        win = rows if len(days) == 1 else rows.filter(pl.col(day_col).is_between(lo, hi))
-        yield as_of, _snapshot(plan, win, entity_key, day_col, as_of, key_dtype)
+        active = fast.snapshot(view, kernel, lo, hi, entity_key) if fast is not None else None
+        if active is None:
+            win = rows if len(days) == 1 else rows.filter(pl.col(day_col).is_between(lo, hi))
+            active = _snapshot(kernel, win, entity_key, day_col, as_of, key_dtype)
+        yield as_of, _universe(view, plan, lifetime, active, index(as_of), entity_key, as_of)
+
+
+def _lifetime_expr(entry: PlanEntry, as_of: date) -> pl.Expr:
+    """A lifetime feature from the entity index's columns."""
+    name, col, fn, _ = entry
+    if fn == "recency_last":
+        expr = (pl.lit(as_of) - pl.col(LAST_DAY)).dt.total_days()
+    elif fn in ("tenure", "recency_first"):
+        expr = (pl.lit(as_of) - pl.col(FIRST_DAY)).dt.total_days()
+    else:
+        n, total, sq = pl.col(stat(col, "count")), pl.col(stat(col, "sum")), pl.col(stat(col, "sumsq"))
+        if fn == "count":
+            expr = n
+        elif fn == "sum":
+            expr = total
+        elif fn == "mean":
+            expr = pl.when(n > 0).then(total / n)
+        elif fn == "std":  # the sample deviation (ddof 1), as polars' std of the rows
+            var = (sq - total * total / n) / (n - 1)
+            expr = pl.when(n > 1).then(pl.max_horizontal(var, pl.lit(0.0)).sqrt())
+        else:
+            expr = pl.col(stat(col, fn))
+    return expr.cast(pl.Float32).alias(name)
+
+
+def _universe(
+    view: FeatureViewSpec,
+    plan: list[PlanEntry],
+    lifetime: list[PlanEntry],
+    active: pl.DataFrame,
+    index: pl.DataFrame,
+    entity_key: str,
+    as_of: date,
+) -> pl.DataFrame:
+    """The snapshot over every entity of `index`: lifetime features, then the lookback's."""
+    active = active.filter(pl.col(entity_key).is_not_null())  # a row without an entity scores no one
+    stray = active.height and not active[entity_key].is_in(index[entity_key]).all()
+    if stray:
+        raise DataError(
+            f"feature view {view.name}: entities with events on or before {as_of} are missing from "
+            f"the entity index of {view.source} as of that day; rematerialize entities/{view.source}"
+        )
+    out = index.select(entity_key, *[_lifetime_expr(p, as_of) for p in lifetime])
+    out = out.join(active.drop(EVENT_TS), on=entity_key, how="left", maintain_order="left")
+    # an entity without a row in the lookback counted and summed nothing there
+    fills = [pl.col(p[0]).fill_null(0.0) for p in plan if p[2] in _FILL_ZERO and p not in lifetime]
+    ts = pl.lit(end_of(as_of)).cast(pl.Datetime("us")).alias(EVENT_TS)
+    return out.with_columns(*fills, ts).select(entity_key, EVENT_TS, *[p[0] for p in plan])
 
 
 _EPOCH = date(1970, 1, 1)
@@ -120,9 +208,7 @@ class _Runs:
         self.values = values  # column -> (values with nulls as 0, valid mask or None)
 
     @classmethod
-    def of(
-        cls, rows: pl.DataFrame, plan: list[tuple[str, str, str, int | None]], entity_key: str, day_col: str
-    ) -> _Runs | None:
+    def of(cls, rows: pl.DataFrame, plan: list[PlanEntry], entity_key: str, day_col: str) -> _Runs | None:
         """None when the numpy kernel does not apply (a function or a dtype it does not cover)."""
         if rows.schema[day_col] != pl.Date or any(fn not in _NUMPY_FNS for _, _, fn, _ in plan):
             return None
@@ -151,7 +237,7 @@ class _Runs:
     def snapshot(
         self,
         view: FeatureViewSpec,
-        plan: list[tuple[str, str, str, int | None]],
+        plan: list[PlanEntry],
         lo: date,
         hi: date,
         entity_key: str,
@@ -224,7 +310,7 @@ class _Runs:
                     edge = (np.maximum if fn == "recency_last" else np.minimum).reduceat(day, starts)
                 out: np.ndarray = hi_i - edge
             else:
-                if n is not None and n >= view.lookback_days:
+                if n is not None and n >= view.read_days:
                     n = None  # the window covers the whole lookback
                 if fn == "count":
                     out = count(col, n)
@@ -252,7 +338,7 @@ class _Runs:
 
 
 def _snapshot(
-    plan: list[tuple[str, str, str, int | None]],
+    plan: list[PlanEntry],
     win: pl.DataFrame,
     entity_key: str,
     day_col: str,

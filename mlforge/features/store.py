@@ -32,7 +32,7 @@ class FeatureViewInfo:
     join_key: str
     features: list[str]
     ttl_days: int
-    lookback_days: int
+    lookback_days: int | str  # 'all': lifetime
     materialized_days: int
     first_day: date | None
     last_day: date | None

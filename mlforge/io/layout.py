@@ -87,6 +87,24 @@ def raw_meta(dataset: str, d: date) -> str:
     return f"{raw_prefix(dataset)}date={_day(d)}/{_META}"
 
 
+@_prefix("entities/<dataset>/")
+def entity_index_prefix(dataset: str) -> str:
+    """Prefix of every stored day of a dataset's entity index."""
+    return f"entities/{dataset}/"
+
+
+@_key("entities/<dataset>/date=YYYY-MM-DD/data.parquet")
+def entity_index_data(dataset: str, d: date) -> str:
+    """The entity index of a dataset as of day `d` (every entity seen up to d, lifetime stats)."""
+    return f"{entity_index_prefix(dataset)}date={_day(d)}/{_DATA}"
+
+
+@_key("entities/<dataset>/date=YYYY-MM-DD/_meta.json")
+def entity_index_meta(dataset: str, d: date) -> str:
+    """The sidecar of one entity index day (rows, sha256)."""
+    return f"{entity_index_prefix(dataset)}date={_day(d)}/{_META}"
+
+
 @_prefix("features/<view>/")
 def snapshot_prefix(view: str) -> str:
     """Prefix of every stored snapshot of a feature view."""

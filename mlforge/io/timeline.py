@@ -37,8 +37,9 @@ def end_of(d: date) -> datetime:
 
 
 def feature_window(view: FeatureViewSpec, d: date) -> tuple[date, date]:
-    """Raw days a snapshot of `view` as of `d` reads: the lookback ending at d."""
-    return d - timedelta(days=view.lookback_days - 1), d
+    """Raw days a snapshot of `view` as of `d` reads: the lookback ending at d (for a lifetime
+    view its longest window; the rest comes from the entity index)."""
+    return d - timedelta(days=view.read_days - 1), d
 
 
 def label_window(model: ModelSpec, d: date) -> tuple[date, date]:

@@ -59,10 +59,14 @@ def trace_model_data(
 
     # (dataset, day) -> sha256 the model read, and how it got there
     wanted: dict[tuple[str, str], tuple[str | None, set[str]]] = {}
-    for (view, _), meta in metas.items():
+    for (view, d), meta in metas.items():
         ds = spec.feature_view(view).source
         for day, sha in meta["lineage"].items():
             wanted.setdefault((ds, day), (sha, set()))[1].add(f"features/{view}")
+        if "entity_index" in meta:
+            # the universe and lifetime values fold every raw day up to the snapshot's
+            for day in clip(spec, days_between(spec.partitions.start, d)):
+                wanted.setdefault((ds, key(day)), (None, set()))[1].add(f"entities/{ds}")
     label_ds = m.label.dataset
     for d in days:
         lo, hi = label_window(m, d)

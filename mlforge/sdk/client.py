@@ -38,10 +38,14 @@ class ClientFeatureStore(FeatureStore):
         chosen = views or [v.name for v in spec.feature_views]
         runner = Runner(self.project, self._instance)
         datasets = sorted({spec.feature_view(v).source for v in chosen})
-        lookback = max(spec.feature_view(v).lookback_days for v in chosen)
+        lookback = max(spec.feature_view(v).read_days for v in chosen)
+        # the entity index folds each day into the day before's: rebuild it from its first gap
+        index_first = min(_index_from(self.project, d, first) for d in datasets)
         raw_first = max(spec.partitions.start, date.fromordinal(first.toordinal() - lookback + 1))
+        raw_first = min(raw_first, index_first)
         steps = [
             runner.materialize([runner.key("raw", d) for d in datasets], raw_first, last),
+            runner.materialize([runner.key("entities", d) for d in datasets], index_first, last),
             runner.materialize([runner.key("features", v) for v in chosen], first, last),
             runner.materialize([runner.key("online", v) for v in chosen], first, last),
         ]
@@ -61,3 +65,17 @@ class MLForgeClient:
     def feature_store(self) -> ClientFeatureStore:
         """Offline/online feature access and materialization."""
         return ClientFeatureStore(self.project)
+
+
+def _index_from(project: Project, dataset: str, first: date) -> date:
+    """The first day the entity index of `dataset` must be built from so that `first` can fold."""
+    from mlforge.features.entities import missing_index_days
+    from mlforge.io.timeline import days_between
+
+    start = project.spec.partitions.start
+    if first <= start:
+        return start
+    gaps = missing_index_days(
+        project.storage, dataset, days_between(start, date.fromordinal(first.toordinal() - 1))
+    )
+    return date.fromisoformat(gaps[0]) if gaps else first

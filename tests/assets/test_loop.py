@@ -13,20 +13,21 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-import yaml
+from projects import compact_spec
 
 from mlforge.data.simulate import DriftScenario
 from mlforge_assets import demo
 from servers import Receiver
 
-REPLAY_START, REPLAY_END, DRIFT_FROM = date(1998, 6, 25), date(1998, 6, 28), date(1998, 6, 27)
-CLEAN = ["1998-06-25", "1998-06-26"]
-DRIFTED = ["1998-06-27", "1998-06-28"]
+# the compact example (Jan–Sep 1997): the same graph as the full history at a third of the backfill
+REPLAY_START, REPLAY_END, DRIFT_FROM = date(1997, 9, 25), date(1997, 9, 28), date(1997, 9, 27)
+CLEAN = ["1997-09-25", "1997-09-26"]
+DRIFTED = ["1997-09-27", "1997-09-28"]
 
 
 @pytest.mark.timeout(900)
 def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, receiver: Receiver) -> None:
-    spec = yaml.safe_load((repo_root / "mlforge.yaml").read_text())
+    spec = compact_spec(repo_root, str(repo_root / "data/cdnow/CDNOW_master.txt"))
     setup = demo.prepare(
         tmp_path / "loop",
         spec,
@@ -78,7 +79,7 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     assert new.tags["mlforge.trigger"] == "drift"
     assert new.tags["mlforge.drift_partition"] == str(DRIFT_FROM)
     assert new.tags["dagster.run_id"] == retrain["run_id"]
-    assert new.tags["mlforge.drift_report"].endswith("date=1998-06-27/report.html")
+    assert new.tags["mlforge.drift_report"].endswith(f"date={DRIFT_FROM}/report.html")
     gate = project.spec.model("churn").gate
     reg = json.loads(
         (

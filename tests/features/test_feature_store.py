@@ -28,13 +28,18 @@ def test_list_feature_views(materialized) -> None:  # type: ignore[no-untyped-de
 def test_online_features_in_request_order_with_missing_markers(materialized) -> None:  # type: ignore[no-untyped-def]
     fs = FeatureStore(materialized.project)
     snap = read_snapshot(materialized.project.storage, "customer_activity", END)
-    ids = ["nobody", *snap["customer_id"].to_list()[10:13], "00001"]  # 00001 last bought in Jan 1997
+    # 00001 last bought in Jan 1997: outside the lookback, still a known customer (the universe)
+    ids = ["nobody", *snap["customer_id"].to_list()[10:13], "00001"]
     res = fs.get_online_features("churn_features", ids)
     assert res.entity_ids == ids
-    assert res.found[:, 0].tolist() == [False, True, True, True, False]
-    assert np.isnan(res.values[0]).all() and np.isnan(res.values[4]).all()
-    expected = snap[10:13].select(feature_names(materialized.project.spec.feature_view("customer_activity")))
-    assert np.allclose(res.values[1:4], expected.to_numpy(), equal_nan=True)
+    assert res.found[:, 0].tolist() == [False, True, True, True, True]
+    assert np.isnan(res.values[0]).all()
+    names = feature_names(materialized.project.spec.feature_view("customer_activity"))
+    expected = pl.DataFrame({"customer_id": ids[1:]}).join(snap, on="customer_id", how="left").select(names)
+    assert np.allclose(res.values[1:], expected.to_numpy(), equal_nan=True)
+    inactive = dict(zip(names, res.values[4], strict=True))
+    assert inactive["event_count"] == 0 and inactive["dollar_value_sum_30d"] == 0
+    assert inactive["days_since_last"] == (END - date(1997, 1, 1)).days
     # a subset of features by reference, in the order asked
     two = fs.get_online_features(
         ["customer_activity:event_count", "customer_activity:days_since_last"], ids[1:2]

@@ -81,7 +81,7 @@ HISTORY = [
     ("c2", date(2020, 6, 30), 12.5, 2),  # on as_of itself: included
     ("c2", date(2020, 6, 30), 7.5, 1),
     ("c3", date(2020, 2, 15), 50.0, 5),
-    ("c4", date(2019, 6, 1), 99.0, 1),  # only before the lookback: no row
+    ("c4", date(2019, 6, 1), 99.0, 1),  # only before the lookback: a known customer, inactive
 ]
 FUTURE = [
     ("c1", date(2020, 7, 1), 1000.0, 50),
@@ -141,6 +141,23 @@ EXPECTED = {
         "event_count_180d": 1,
         "dollar_value_sum_180d": 50.0,
     },
+    "c4": {  # no event in the lookback: zero counts and sums, null means/max, recency of any age
+        "days_since_last": 395,  # 2019-06-01 → 2020-06-30
+        "days_since_first": None,
+        "event_count": 0,
+        "dollar_value_sum": 0.0,
+        "number_of_cds_sum": 0,
+        "dollar_value_mean": None,
+        "number_of_cds_mean": None,
+        "dollar_value_max": None,
+        "number_of_cds_max": None,
+        "event_count_30d": 0,
+        "dollar_value_sum_30d": 0.0,
+        "event_count_90d": 0,
+        "dollar_value_sum_90d": 0.0,
+        "event_count_180d": 0,
+        "dollar_value_sum_180d": 0.0,
+    },
 }
 
 
@@ -181,13 +198,16 @@ def test_feature_names_deduplicate_repeated_transformations() -> None:
 def test_snapshot_values_computed_by_hand() -> None:
     snap = compute_snapshot(view(), events(HISTORY), KEY, DAY, AS_OF)
     assert snap.columns == [KEY, EVENT_TS, *feature_names(view())]
-    assert snap[KEY].to_list() == ["c1", "c2", "c3"]  # c4 only has events before the lookback
+    assert snap[KEY].to_list() == ["c1", "c2", "c3", "c4"]  # every customer known by as_of
     assert snap[EVENT_TS].dtype == pl.Datetime("us")
-    assert snap[EVENT_TS].to_list() == [datetime(2020, 7, 1)] * 3  # the end of as_of
+    assert snap[EVENT_TS].to_list() == [datetime(2020, 7, 1)] * 4  # the end of as_of
     for row in snap.iter_rows(named=True):
         expected = EXPECTED[row[KEY]]
         for name, value in expected.items():
-            assert row[name] == pytest.approx(value, rel=1e-6), (row[KEY], name, row[name], value)
+            if value is None:
+                assert row[name] is None, (row[KEY], name, row[name])
+            else:
+                assert row[name] == pytest.approx(value, rel=1e-6), (row[KEY], name, row[name], value)
     assert all(snap[n].dtype == pl.Float32 for n in feature_names(view()))
 
 
@@ -206,10 +226,13 @@ def test_lookback_excludes_old_events() -> None:
         ("a", date(2020, 6, 20), 1.0, 1),  # as_of - 10: one day too old
         ("a", date(2020, 6, 21), 2.0, 1),  # first day of the 10-day lookback
         ("a", date(2020, 6, 25), 4.0, 1),
-        ("b", date(2020, 6, 1), 8.0, 1),  # only old: no row at all
+        ("b", date(2020, 6, 1), 8.0, 1),  # only old: a row that says so
     ]
     snap = compute_snapshot(short, events(rows), KEY, DAY, AS_OF)
-    assert snap[KEY].to_list() == ["a"]
+    assert snap[KEY].to_list() == ["a", "b"]
+    old = snap.row(1, named=True)
+    assert (old["event_count"], old["dollar_value_sum"], old["dollar_value_mean"]) == (0, 0, None)
+    assert (old["days_since_last"], old["days_since_first"]) == (29, None)
     row = snap.row(0, named=True)
     assert row["event_count"] == 2
     assert row["dollar_value_sum"] == pytest.approx(6.0)
@@ -218,6 +241,39 @@ def test_lookback_excludes_old_events() -> None:
     # The 30/90/180-day windows cannot reach past the lookback either.
     assert row["event_count_180d"] == 2
     assert row["dollar_value_sum_180d"] == pytest.approx(6.0)
+
+
+def test_lifetime_view_and_tenure_computed_by_hand() -> None:
+    life = view(
+        lookback_days="all",
+        transformations=[
+            {"kind": "recency"},
+            {"kind": "tenure"},
+            {
+                "kind": "aggregate",
+                "columns": ["dollar_value"],
+                "functions": ["count", "sum", "mean", "std", "min"],
+            },
+            {"kind": "window", "columns": ["dollar_value"], "functions": ["sum"], "windows_days": [30]},
+        ],
+    )
+    assert life.read_days == 30  # the rows read: the longest window; the rest from the entity index
+    snap = compute_snapshot(life, events(HISTORY + FUTURE), KEY, DAY, AS_OF)
+    assert snap[KEY].to_list() == ["c1", "c2", "c3", "c4"]
+    c1 = snap.row(0, named=True)
+    c1_values = [100.0, 10.0, 20.0, 5.0, 7.0, 30.0, 40.0]  # every c1 row up to as_of, none after
+    assert c1["tenure_days"] == 365 and c1["days_since_first"] == 365  # 2019-07-01 → 2020-06-30
+    assert c1["days_since_last"] == 29
+    assert c1["event_count"] == 7 and c1["dollar_value_sum"] == pytest.approx(212.0)
+    assert c1["dollar_value_mean"] == pytest.approx(212.0 / 7)
+    assert c1["dollar_value_std"] == pytest.approx(pl.Series(c1_values).std(), rel=1e-6)
+    assert c1["dollar_value_min"] == 5.0 and c1["dollar_value_sum_30d"] == pytest.approx(40.0)
+    c4 = snap.row(3, named=True)
+    assert (c4["tenure_days"], c4["event_count"], c4["dollar_value_sum"]) == (395, 1, pytest.approx(99.0))
+    assert c4["dollar_value_std"] is None and c4["dollar_value_sum_30d"] == 0  # one value; not recent
+    # the bounded view's tenure is the same lifetime figure
+    bounded = compute_snapshot(view(transformations=[{"kind": "tenure"}]), events(HISTORY), KEY, DAY, AS_OF)
+    assert bounded["tenure_days"].to_list() == [365, 0, 136, 395]
 
 
 def test_window_mean_of_an_empty_window_is_null_but_count_is_zero() -> None:
