@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import dagster as dg
+import polars as pl
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DatasetSpec
@@ -16,10 +17,10 @@ from mlforge.data.raw import day_column, load_days, missing_days, polars_schema
 from mlforge.errors import MissingPartitionsError
 from mlforge.features.entities import (
     FIRST_DAY,
+    IndexRule,
     empty_index,
     iter_index,
     missing_index_days,
-    numeric_columns,
     read_index,
     write_index,
 )
@@ -31,7 +32,7 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
     """The entity index of one dataset, one partition per day."""
     spec = project.spec
     join_key = spec.entity(ds.entity).join_key
-    columns = numeric_columns(ds)
+    rule = IndexRule.of(ds, join_key)
     key = asset_key(project, "entities", ds.name)
 
     def run(stage: Stage, days: list[date]) -> StageResult:
@@ -40,7 +41,9 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
             raise MissingPartitionsError(f"entities/{ds.name}", f"raw/{ds.name}", missing)
         before = days[0] - timedelta(days=1)
         if days[0] <= spec.partitions.start:
-            index = empty_index(join_key, polars_schema(ds)[join_key], columns)
+            schema = polars_schema(ds)
+            attrs = {c: schema[c] for c in rule.attributes} if ds.kind == "profile" else None
+            index = empty_index(join_key, schema[join_key], rule.columns, attrs)
         elif missing_index_days(stage.storage, ds.name, [before]):
             raise MissingPartitionsError(
                 f"entities/{ds.name}",
@@ -52,7 +55,10 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
             index = read_index(stage.storage, ds.name, before)
         events = load_days(stage.storage, ds, days).with_columns(day_column(ds).alias("__day"))
         digest, last = "", index
-        for d, last in iter_index(index, events, join_key, "__day", days, columns):
+        if ds.kind == "profile" and days[0] == spec.partitions.start:
+            # attributes valid before the history are stored in the first partition (store_days)
+            events = events.with_columns(pl.max_horizontal("__day", pl.lit(days[0])).alias("__day"))
+        for d, last in iter_index(index, events, join_key, "__day", days, rule.columns, rule):
             digest = write_index(stage.storage, ds.name, d, last)
         new = last.filter(last[FIRST_DAY] >= days[0]).height
         return StageResult(
@@ -60,7 +66,8 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
                 "dagster/row_count": last.height,
                 "entities": last.height,
                 "new_entities": new,
-                "lifetime_columns": columns,
+                "lifetime_columns": list(rule.columns),
+                **({"attributes": list(rule.attributes)} if rule.attributes else {}),
             },
             data_version=digest,
         )

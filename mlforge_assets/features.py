@@ -29,25 +29,34 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
     ds = spec.dataset(view.source)
     join_key = spec.entity(view.entity).join_key
 
+    sources = [spec.dataset(n) for n in [view.source, *view.extra_sources]]
+    reads_rows = view.kind != "profile"  # a profile view reads its dataset's index only
+    raw_deps = [s.name for s in sources] if reads_rows else []
+
     def run(stage: Stage, days: list[date]) -> StageResult:
         first, _ = feature_window(view, days[0])
-        needed = clip(spec, days_between(first, days[-1]))
-        missing = missing_days(stage.storage, ds.name, needed)
-        if missing:
-            raise MissingPartitionsError(
-                f"features/{view.name}", f"raw/{ds.name}", missing, "Materialize (backfill) them first."
-            )
+        needed = clip(spec, days_between(first, days[-1])) if reads_rows else []
+        for src in sources if reads_rows else []:
+            missing = missing_days(stage.storage, src.name, needed)
+            if missing:
+                raise MissingPartitionsError(
+                    f"features/{view.name}", f"raw/{src.name}", missing, "Materialize (backfill) them first."
+                )
         unindexed = missing_index_days(stage.storage, ds.name, days)
         if unindexed:
             raise MissingPartitionsError(f"features/{view.name}", f"entities/{ds.name}", unindexed)
-        events = load_days(stage.storage, ds, needed).with_columns(day_column(ds).alias("__day"))
+        tables = {
+            src.name: load_days(stage.storage, src, needed).with_columns(day_column(src).alias("__day"))
+            for src in sources
+        }
+        events = tables.pop(ds.name)
         versions = data_versions(stage.storage, ds.name, needed)
         indexed = index_versions(stage.storage, ds.name, days)
         outcomes, total, last = [], 0, None
         # One pass over the range (sorted once, one window filter per day), not one per day over
         # all events; each snapshot is bit-identical to compute_snapshot's and written as it comes.
         index = partial(read_index, stage.storage, ds.name)
-        for d, snap in iter_snapshots(view, events, join_key, "__day", days, index):
+        for d, snap in iter_snapshots(view, events, join_key, "__day", days, index, tables):
             lo, hi = feature_window(view, d)
             lineage = {k: v for k, v in versions.items() if lo.isoformat() <= k <= hi.isoformat()}
             last_hash = write_snapshot(stage.storage, view.name, d, snap, lineage, indexed[key(d)])
@@ -74,7 +83,7 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
         description=view.description or f"Snapshot of `{view.name}` as of the end of the day.",
         kinds={"parquet", "polars"},
         deps=[
-            window(asset_key(project, "raw", ds.name), -(view.read_days - 1), 0),
+            *[window(asset_key(project, "raw", n), -(view.read_days - 1), 0) for n in raw_deps],
             window(asset_key(project, "entities", ds.name), 0, 0),
         ],
         run=run,

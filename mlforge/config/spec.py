@@ -113,22 +113,46 @@ class TimestampSpec(_Model):
 
 
 class DatasetSpec(_Model):
-    """A raw dataset: source, schema, event time, entity."""
+    """A raw dataset: source, schema, event time, entity.
+
+    ``kind: events`` (the default) holds facts with their event time; ``kind: profile`` holds
+    slowly changing attributes per entity, each row valid from its `timestamp` (``valid_from``)
+    until the entity's next row, or static ones without a timestamp (valid from the start).
+    """
 
     name: Annotated[str, Field(pattern=NAME)]
     description: str = ""
+    kind: Literal["events", "profile"] = "events"
     source: SourceSpec
-    timestamp: TimestampSpec
+    timestamp: TimestampSpec | None = Field(
+        None, description="The event time (events) or valid_from (profile; none: static attributes)."
+    )
     entity: str
     columns: dict[str, ColumnSpec]
 
     @model_validator(mode="after")
     def _timestamp_is_a_column(self) -> DatasetSpec:
+        if self.timestamp is None:
+            if self.kind == "events":
+                raise ValueError("timestamp: an events dataset needs its event time column")
+            return self
         if self.timestamp.column not in self.columns:
             raise ValueError(
                 f"timestamp.column '{self.timestamp.column}' is not one of the columns {sorted(self.columns)}"
             )
         return self
+
+    @property
+    def event_time(self) -> TimestampSpec:
+        """The timestamp of a dataset that has one (every events dataset)."""
+        if self.timestamp is None:
+            raise MLForgeError(f"dataset {self.name} is a static profile: it has no timestamp")
+        return self.timestamp
+
+    @property
+    def time_column(self) -> str | None:
+        """The timestamp column, None for a static profile."""
+        return self.timestamp.column if self.timestamp is not None else None
 
 
 AggFunction = Literal["sum", "mean", "std", "count", "min", "max"]
@@ -169,20 +193,86 @@ Transform = Annotated[
 ]
 
 
+class FeatureSpec(_Model):
+    """A declared feature of a SQL or profile view: its name, type and, for a category, its values.
+
+    Every feature is stored as a float: numbers and booleans as they are, a category as the index
+    of its value in `categories` (an unknown value or null is missing), so training, the online
+    store and serving encode it the same way and algorithms with native categorical support get
+    the column as categorical.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    type: Literal["float", "int", "bool", "category"] = "float"
+    categories: list[str] | None = Field(
+        None, min_length=1, description="category: its values, in code order."
+    )
+    column: str | None = Field(None, description="Profile views: the dataset column (default: the name).")
+    fill_value: float | None = Field(None, description="The value of an entity the view has no row for.")
+
+    @model_validator(mode="after")
+    def _categories(self) -> FeatureSpec:
+        if (self.type == "category") != (self.categories is not None):
+            raise ValueError("categories: a 'category' feature lists its values; other types take none")
+        if self.categories is not None and len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"categories: duplicate values in {self.categories}")
+        return self
+
+
 class FeatureViewSpec(_Model):
-    """Feature view: entity, source dataset, transformations, TTL (Feast's words)."""
+    """Feature view: entity, source dataset, transformations, TTL (Feast's words).
+
+    Its features come from one of: `transformations` over an events dataset; `sql`, a DuckDB
+    query over the source (and `extra_sources`), each visible to it as a table of only the rows
+    of the snapshot's lookback (never after it), with `as_of()` the snapshot day; or, on a profile
+    dataset, its declared `features` (the attributes valid at the end of the snapshot day).
+    """
 
     name: Annotated[str, Field(pattern=NAME)]
     description: str = ""
     entity: str
     source: str
+    extra_sources: list[str] = Field(default_factory=list, description="SQL views: further tables read.")
+    sql: str | None = Field(None, description="A DuckDB query returning the join key and the features.")
+    features: list[FeatureSpec] = Field(default_factory=list, description="SQL and profile views.")
     lookback_days: Annotated[int, Field(gt=0)] | Literal["all"] = Field(
         365,
         description="Days of history the aggregates cover; 'all': the whole history up to the "
         "snapshot (lifetime aggregates from the entity index, no rescan).",
     )
     ttl_days: int = Field(365, gt=0, description="How long a snapshot value stays valid.")
-    transformations: list[Transform] = Field(min_length=1)
+    transformations: list[Transform] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FeatureViewSpec:
+        if self.sql is not None:
+            if self.transformations:
+                raise ValueError("sql: a SQL view declares its features, not transformations")
+            if not self.features:
+                raise ValueError("features: a SQL view declares the features its query returns")
+        elif self.extra_sources:
+            raise ValueError("extra_sources: only a SQL view reads further tables")
+        elif not self.transformations and not self.features:
+            raise ValueError(
+                "transformations: a view needs transformations, a sql query, or (on a "
+                "profile dataset) features"
+            )
+        elif self.transformations and self.features:
+            raise ValueError(
+                "features: declared features are for SQL and profile views; this view has transformations"
+            )
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features: duplicate names {dupes}")
+        return self
+
+    @property
+    def kind(self) -> Literal["transformations", "sql", "profile"]:
+        """How the view's features are computed."""
+        if self.sql is not None:
+            return "sql"
+        return "profile" if self.features else "transformations"
 
     @property
     def lifetime(self) -> bool:
@@ -627,7 +717,35 @@ class ProjectSpec(_Model):
                     f"feature_views[{i}].source: unknown dataset '{v.source}' (known: {sorted(datasets)})"
                 )
                 continue
-            cols = datasets[v.source].columns
+            src = datasets[v.source]
+            cols = src.columns
+            for name in v.extra_sources:
+                if name not in datasets:
+                    problems.append(
+                        f"feature_views[{i}].extra_sources: unknown dataset '{name}' (known: {sorted(datasets)})"
+                    )
+            if v.kind == "transformations" and src.kind != "events":
+                problems.append(
+                    f"feature_views[{i}].source: '{v.source}' is a profile dataset: transformations "
+                    "aggregate events (declare the profile's features instead)"
+                )
+            if v.kind == "profile" and src.kind != "profile":
+                problems.append(
+                    f"feature_views[{i}].features: '{v.source}' is an events dataset: declared features "
+                    "without sql read a profile dataset (use transformations or sql)"
+                )
+            for j, f in enumerate(v.features if v.kind == "profile" else []):
+                col = f.column or f.name
+                where = f"feature_views[{i}].features[{j}]"
+                if col not in cols:
+                    problems.append(
+                        f"{where}: '{col}' is not a column of dataset '{v.source}' (columns: {sorted(cols)})"
+                    )
+                elif (f.type == "category") != (cols[col].type == "string"):
+                    problems.append(
+                        f"{where}.type: '{col}' is {cols[col].type}: a category reads a string column, "
+                        "a number an int, float or bool one"
+                    )
             for j, t in enumerate(v.transformations):
                 for c in getattr(t, "columns", []):
                     if c not in cols:
@@ -655,6 +773,12 @@ class ProjectSpec(_Model):
                 )
             if m.label.dataset not in datasets:
                 problems.append(f"models[{i}].label.dataset: unknown dataset '{m.label.dataset}'")
+                continue
+            if datasets[m.label.dataset].kind != "events":
+                problems.append(
+                    f"models[{i}].label.dataset: '{m.label.dataset}' is a profile dataset: labels are "
+                    "read from events (rows with an event time)"
+                )
                 continue
             problems.extend(_label_columns(f"models[{i}].label", m.label, datasets[m.label.dataset]))
         for i, dep in enumerate(self.deployments):

@@ -35,10 +35,17 @@ def polars_schema(ds: DatasetSpec) -> dict[str, Any]:
     return {c: _POLARS_TYPES[s.type] for c, s in ds.columns.items()}
 
 
+#: The day of every row of a static profile (no valid_from): before any partition, so stored in
+#: the first one (see `store_days`' `carry_before`).
+STATIC_DAY = date(1, 1, 1)
+
+
 def day_column(ds: DatasetSpec) -> pl.Expr:
-    """Expression giving the event day of each row."""
-    ts = pl.col(ds.timestamp.column)
-    return ts if ds.columns[ds.timestamp.column].type == "date" else ts.dt.date()
+    """Expression giving the event day (a profile's valid_from day) of each row."""
+    if ds.time_column is None:
+        return pl.lit(STATIC_DAY, dtype=pl.Date)
+    ts = pl.col(ds.time_column)
+    return ts if ds.columns[ds.time_column].type == "date" else ts.dt.date()
 
 
 @dataclass(frozen=True)
@@ -57,15 +64,23 @@ def store_days(
     frame: pl.DataFrame,
     days: list[date],
     version: Callable[[dict[str, bytes]], dict[str, str]] | None = None,
+    carry_before: date | None = None,
 ) -> list[StoredPartition]:
     """Write one parquet + sidecar per day in `days` (an empty parquet for a day with no rows).
+
+    `carry_before` (a profile's first partition): rows dated before it are stored in it, since
+    attributes valid before the history starts still hold in it; other rows outside `days` are
+    not stored.
 
     `version`, when given, receives {day key: the exact parquet bytes written} once for the whole
     range (DVC versions them in one batch) and returns {day key: md5}; the md5s go into the
     sidecars. Sidecars are written even if `version` raises, so each one always describes the
     parquet beside it; the error then propagates.
     """
-    tagged = frame.with_columns(day_column(ds).alias("__day")).filter(pl.col("__day").is_in(days))
+    day = day_column(ds)
+    if carry_before is not None:
+        day = pl.max_horizontal(day, pl.lit(carry_before))
+    tagged = frame.with_columns(day.alias("__day")).filter(pl.col("__day").is_in(days))
     by_day: dict[date, pl.DataFrame] = {}
     for (d,), g in tagged.group_by("__day", maintain_order=True):
         by_day[d] = g.drop("__day")

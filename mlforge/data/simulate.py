@@ -37,7 +37,7 @@ class DriftScenario:
 
 def inject_drift(frame: pl.DataFrame, ds: DatasetSpec, key: str, scenario: DriftScenario) -> pl.DataFrame:
     """`frame` (a source typed by `read_source`, entity column `key`) with the scenario's drift."""
-    ts = ds.timestamp.column
+    ts = ds.event_time.column
     amount, count = _numeric_columns(ds)
     on_or_after = pl.col(ts).cast(pl.Date) >= scenario.drift_from
     upper = ds.columns[amount].max
@@ -69,8 +69,8 @@ def inject_drift(frame: pl.DataFrame, ds: DatasetSpec, key: str, scenario: Drift
 
 def write_whitespace(frame: pl.DataFrame, ds: DatasetSpec, path: Path) -> Path:
     """Write `frame` in the whitespace format the CDNOW source uses (atomically)."""
-    ts = ds.timestamp.column
-    fmt = ds.timestamp.format or "%Y-%m-%d"
+    ts = ds.event_time.column
+    fmt = ds.event_time.format or "%Y-%m-%d"
     out = frame.with_columns(pl.col(ts).dt.strftime(fmt))
     LocalStorage(path.parent).write_bytes(path.name, out.write_csv(separator=" ").encode())
     return path

@@ -90,7 +90,12 @@ def _cast(s: pl.Series, col: ColumnSpec, name: str, ds: DatasetSpec, where: str)
     if s.dtype == target:
         return s
     src = s.cast(pl.String) if s.dtype != pl.String else s
-    if col.type in ("date", "datetime") and name == ds.timestamp.column and ds.timestamp.format:
+    if (
+        col.type in ("date", "datetime")
+        and ds.timestamp
+        and name == ds.timestamp.column
+        and ds.timestamp.format
+    ):
         parsed = src.str.strptime(target, ds.timestamp.format, strict=False)
     elif col.type == "date":
         parsed = src.str.to_date(strict=False)

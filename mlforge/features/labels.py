@@ -237,7 +237,7 @@ def build_labels(
                 storage,
                 model.name,
                 d,
-                compute_labels(model, entities, events, join_key, "__day", d, ds.timestamp.column),
+                compute_labels(model, entities, events, join_key, "__day", d, ds.event_time.column),
             )
         )
     return stored

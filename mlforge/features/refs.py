@@ -26,6 +26,8 @@ def _plan(view: FeatureViewSpec) -> list[tuple[str, str, str, int | None]]:
             seen.add(name)
             out.append((name, col, fn, window))
 
+    for f in view.features:  # SQL and profile views: declared, read as they are
+        add(f.name, f.column or f.name, "declared", None)
     for t in view.transformations:
         if isinstance(t, RecencyTransform):
             add("days_since_last", "", "recency_last", None)

@@ -7,7 +7,7 @@ carries `event_timestamp` = the end of D, from when its values are known.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -15,7 +15,8 @@ import polars as pl
 
 from mlforge.config.spec import FeatureViewSpec
 from mlforge.errors import DataError
-from mlforge.features.entities import FIRST_DAY, LAST_DAY, index_as_of, stat
+from mlforge.features.declared import profile_features, sql_snapshot
+from mlforge.features.entities import FIRST_DAY, LAST_DAY, IndexRule, index_as_of, stat
 from mlforge.features.refs import _plan
 from mlforge.io.timeline import end_of
 
@@ -84,8 +85,13 @@ def iter_snapshots(
     day_col: str,
     days: Sequence[date],
     index: IndexOf | None = None,
+    extra: Mapping[str, pl.DataFrame] | None = None,
 ) -> Iterator[tuple[date, pl.DataFrame]]:
     """(day, snapshot) for each of `days`, in order; each snapshot equals `compute_snapshot(day)`.
+
+    A SQL view runs its query per day over `events` (its source) and the `extra` sources' rows,
+    each cut to the day's lookback (:func:`mlforge.features.declared.sql_snapshot`); a profile
+    view reads the attributes off the index of its profile dataset.
 
     A snapshot has one row per entity of the index as of its day (the universe), sorted by key:
     lifetime features (recency, tenure, a lifetime view's aggregates) come from the index; the
@@ -105,12 +111,31 @@ def iter_snapshots(
     if not days:
         return
     plan = _plan(view)
+    if index is None:
+        cols = list(dict.fromkeys(p[1] for p in plan if p[1] and from_index(view, p)))
+        rule = None
+        if view.kind == "profile":
+            attrs = tuple(dict.fromkeys(f.column or f.name for f in view.features))
+            rule = IndexRule(
+                view.source, entity_key, (), attrs, day_col if day_col in events.columns else None
+            )
+        folded = index_as_of(events, entity_key, day_col, days, cols, rule)
+        index = folded.__getitem__
+    if view.kind != "transformations":
+        tables = {view.source: events, **(extra or {})}
+        for as_of in days:
+            idx = index(as_of)
+            if view.kind == "profile":
+                yield (
+                    as_of,
+                    _universe(view, plan, profile_features(view), idx.clear(), idx, entity_key, as_of),
+                )
+            else:
+                result = sql_snapshot(view, tables, entity_key, day_col, as_of)
+                yield as_of, _universe(view, plan, [], result, idx, entity_key, as_of)
+        return
     kernel = [p for p in plan if not from_index(view, p)]
     lifetime = [p for p in plan if from_index(view, p)]
-    if index is None:
-        cols = list(dict.fromkeys(c for _, c, _, _ in lifetime if c))
-        folded = index_as_of(events, entity_key, day_col, days, cols)
-        index = folded.__getitem__
     lookback = timedelta(days=view.read_days - 1)
     first, last = min(days) - lookback, max(days)
     value_cols = list(dict.fromkeys(col for _, col, fn, _ in kernel if not fn.startswith("recency")))
@@ -128,7 +153,8 @@ def iter_snapshots(
         if active is None:
             win = rows if len(days) == 1 else rows.filter(pl.col(day_col).is_between(lo, hi))
             active = _snapshot(kernel, win, entity_key, day_col, as_of, key_dtype)
-        yield as_of, _universe(view, plan, lifetime, active, index(as_of), entity_key, as_of)
+        life = [_lifetime_expr(p, as_of) for p in lifetime]
+        yield as_of, _universe(view, plan, life, active, index(as_of), entity_key, as_of)
 
 
 def _lifetime_expr(entry: PlanEntry, as_of: date) -> pl.Expr:
@@ -157,24 +183,31 @@ def _lifetime_expr(entry: PlanEntry, as_of: date) -> pl.Expr:
 def _universe(
     view: FeatureViewSpec,
     plan: list[PlanEntry],
-    lifetime: list[PlanEntry],
+    from_idx: list[pl.Expr],
     active: pl.DataFrame,
     index: pl.DataFrame,
     entity_key: str,
     as_of: date,
 ) -> pl.DataFrame:
-    """The snapshot over every entity of `index`: lifetime features, then the lookback's."""
-    active = active.filter(pl.col(entity_key).is_not_null())  # a row without an entity scores no one
-    stray = active.height and not active[entity_key].is_in(index[entity_key]).all()
-    if stray:
+    """The snapshot over every entity of `index`: the features `from_idx` computes from the index's
+    columns, then the `active` entities' (lookback rows, a SQL result), left-joined by key."""
+    # a row without an entity scores no one
+    active = active.filter(pl.col(entity_key).is_not_null()).with_columns(
+        pl.col(entity_key).cast(index.schema[entity_key])
+    )
+    stray = active.filter(~pl.col(entity_key).is_in(index[entity_key].implode()))
+    if stray.height:
         raise DataError(
-            f"feature view {view.name}: entities with events on or before {as_of} are missing from "
-            f"the entity index of {view.source} as of that day; rematerialize entities/{view.source}"
+            f"feature view {view.name}: {stray.height} {entity_key}(s) as of {as_of} (e.g. "
+            f"{stray[entity_key][0]!r}) are not in the entity index of {view.source} as of that day "
+            f"(no row of {view.source} on or before it); rematerialize entities/{view.source}"
         )
-    out = index.select(entity_key, *[_lifetime_expr(p, as_of) for p in lifetime])
-    out = out.join(active.drop(EVENT_TS), on=entity_key, how="left", maintain_order="left")
+    out = index.select(entity_key, *from_idx)
+    out = out.join(active.drop(EVENT_TS, strict=False), on=entity_key, how="left", maintain_order="left")
     # an entity without a row in the lookback counted and summed nothing there
-    fills = [pl.col(p[0]).fill_null(0.0) for p in plan if p[2] in _FILL_ZERO and p not in lifetime]
+    named = {e.meta.output_name() for e in from_idx}
+    fills = [pl.col(p[0]).fill_null(0.0) for p in plan if p[2] in _FILL_ZERO and p[0] not in named]
+    fills += [pl.col(f.name).fill_null(f.fill_value) for f in view.features if f.fill_value is not None]
     ts = pl.lit(end_of(as_of)).cast(pl.Datetime("us")).alias(EVENT_TS)
     return out.with_columns(*fills, ts).select(entity_key, EVENT_TS, *[p[0] for p in plan])
 

@@ -92,7 +92,15 @@ class LightGBMModel(SerializedModel):
 
         x, y = data.matrix("train")
         params, rounds = lgb_params(spec, y)
-        dtrain = lgb.Dataset(x, label=y, feature_name=list(data.features), free_raw_data=True)
+        # category codes split natively (LightGBM keeps them in the model file, serving included)
+        cats = [f for f in data.categorical if f in data.features]
+        dtrain = lgb.Dataset(
+            x,
+            label=y,
+            feature_name=list(data.features),
+            categorical_feature=cats or "auto",
+            free_raw_data=True,
+        )
         booster = lgb.train(dict(params), dtrain, num_boost_round=rounds)
         return cls(booster, {**params, "num_boost_round": rounds})
 

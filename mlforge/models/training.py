@@ -56,11 +56,19 @@ class TrainingData:
     train_days: list[date]
     holdout_day: date
     data_versions: dict[str, str] = field(default_factory=dict)
+    #: features that are category codes (declared `type: category`): native categorical splits
+    categorical: tuple[str, ...] = ()
 
     def matrix(self, part: str) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of 'train' or 'holdout' as float32 / int arrays."""
         df = self.train if part == "train" else self.holdout
         return df.select(self.features).to_numpy().astype(np.float32), df[LABEL].to_numpy()
+
+
+def categorical_features(spec: ProjectSpec, service: str) -> list[str]:
+    """The service's features that are category codes, in order."""
+    kinds = {(v.name, f.name): f.type for v in spec.feature_views for f in v.features}
+    return [f for v, f in service_features(spec, service) if kinds.get((v, f)) == "category"]
 
 
 def feature_columns(spec: ProjectSpec, model: ModelSpec) -> list[str]:
@@ -124,6 +132,7 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
         train_days=train_days,
         holdout_day=holdout_day,
         data_versions=versions,
+        categorical=tuple(categorical_features(spec, model.feature_service)),
     )
 
 
@@ -191,7 +200,11 @@ def train_cutoff(
     """Build the point-in-time training set for `cutoff`, train, evaluate, log to MLflow."""
     data = build_training_data(storage, spec, model, cutoff)
     # folds first: a threshold chosen on them is what the holdout's metrics are measured at
-    validation = validate(data.train, data.features, data.train_days, model) if uses_folds(model) else None
+    validation = (
+        validate(data.train, data.features, data.train_days, model, data.categorical)
+        if uses_folds(model)
+        else None
+    )
     threshold = threshold_of(model, validation)
     cv = fold_metrics(validation) if validation is not None else {}
     fitted = train_model(data, model)

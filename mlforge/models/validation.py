@@ -72,7 +72,11 @@ def fold_days(train_days: list[date], horizon_days: int, n_splits: int) -> list[
 
 
 def validate(
-    train: pl.DataFrame, features: list[str], train_days: list[date], model: ModelSpec
+    train: pl.DataFrame,
+    features: list[str],
+    train_days: list[date],
+    model: ModelSpec,
+    categorical: tuple[str, ...] = (),
 ) -> Validation:
     """Fit and score every fold of `train` (the cutoff's training rows) with the model's spec."""
     from mlforge.models.training import TrainingData
@@ -90,6 +94,7 @@ def validate(
             features=features,
             train_days=[t for t in train_days if t <= v - h],
             holdout_day=v,
+            categorical=categorical,
         )
         if data.train.is_empty() or data.holdout.is_empty():
             raise MLForgeError(

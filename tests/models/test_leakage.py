@@ -33,7 +33,7 @@ def _train(spec_path: Path) -> str:
     project = Project.load(spec_path, state_dir=spec_path.parent / ".state")
     r = Runner(project)
     r.materialize([r.key("raw", "transactions")], START, END)
-    r.materialize([r.key("features", "customer_activity")], START, CUTOFF)
+    r.materialize([r.key("entities", "transactions"), r.key("features", "customer_activity")], START, CUTOFF)
     r.materialize([r.key("labels", "churn")], START, date.fromordinal(CUTOFF.toordinal() - HORIZON))
     r.materialize([r.key("models", "churn", "trained")], CUTOFF)
     return read_trained(project.storage, "churn", CUTOFF).booster_sha256
@@ -183,7 +183,7 @@ def _train_kinds(spec_path: Path) -> dict[str, tuple[str, str]]:
     r = Runner(project)
     names = [_model_name(k) for k in KINDS]
     r.materialize([r.key("raw", "transactions"), r.key("raw", "outcomes")], START, END)
-    r.materialize([r.key("features", "customer_activity")], START, CUTOFF)
+    r.materialize([r.key("entities", "transactions"), r.key("features", "customer_activity")], START, CUTOFF)
     r.materialize([r.key("labels", n) for n in names], START, CUTOFF)
     r.materialize([r.key("models", n, "trained") for n in names], CUTOFF)
     return {
