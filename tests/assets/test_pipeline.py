@@ -47,7 +47,9 @@ def test_feature_snapshot_matches_hand_computation(materialized) -> None:  # typ
     assert row["event_count"] == c3.height
     assert row["dollar_value_sum"] == pytest.approx(c3["dollar_value"].sum(), rel=1e-5)
     assert row["days_since_last"] == (END - c3["date"].max()).days
-    assert snap.height == window["customer_id"].n_unique()
+    # every customer known by END (the universe), not only the 35% active in the lookback
+    assert snap.height == tx.filter(pl.col("date") <= END)["customer_id"].n_unique() == 23_570
+    assert snap.filter(pl.col("event_count") > 0).height == window["customer_id"].n_unique()
     assert tx.height == 69_659
 
 

@@ -140,11 +140,51 @@ def _model_name(kind: str) -> str:
     return kind.replace("-", "_")
 
 
-def _kinds_project(folder: Path, repo_root: Path, rows: list[str], outcomes: list[str]) -> Path:
-    """The compact project with one extra model per label kind (column: from an outcomes file)."""
+PROFILES = "data/customers.csv"
+#: a model on a SQL view and a profile view (beside the transformations view), LightGBM with the
+#: profile's category as a native categorical feature
+VIEWS_MODEL = "churn_views"
+SQL_VIEW = """
+SELECT customer_id,
+       count(*) AS orders_60d,
+       sum(dollar_value) AS spend_60d,
+       count(DISTINCT date) AS active_days_60d,
+       as_of() - max(date) AS quiet_days
+FROM transactions
+GROUP BY customer_id
+"""
+
+
+def _profile_rows(customers: list[str], tampered: bool) -> list[str]:
+    """A profile per customer: a channel valid from before the history, changed for every third
+    customer in June and for every fifth after the cutoff (tampered: every row after the cutoff
+    different, and a new one for every customer)."""
+    channels = ["web", "store", "phone"]
+    cut = CUTOFF.strftime("%Y%m%d")
+    rows = []
+    for i, c in enumerate(customers):
+        rows.append((c, "19961201", channels[i % 3], f"{i % 50}.5"))
+        if i % 3 == 0:
+            rows.append((c, "19970601", channels[(i + 1) % 3], f"{i % 40}.0"))
+        if i % 5 == 0:
+            rows.append((c, "19970910", channels[(i + 2) % 3], f"{i % 30}.0"))
+    if tampered:
+        rows = [
+            r if r[1] <= cut else (r[0], r[1], channels[(channels.index(r[2]) + 1) % 3], "99.0") for r in rows
+        ]
+        rows += [(c, "19970915", "phone", "1.0") for c in customers]
+    return ["customer_id,valid_from,channel,age", *(",".join(r) for r in rows)]
+
+
+def _kinds_project(
+    folder: Path, repo_root: Path, rows: list[str], outcomes: list[str], profiles: list[str]
+) -> Path:
+    """The compact project with one extra model per label kind (column: from an outcomes file)
+    and one on a SQL view and a profile view."""
     (folder / "data").mkdir(parents=True)
     (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
     (folder / OUTCOMES).write_text("\n".join(outcomes) + "\n")
+    (folder / PROFILES).write_text("\n".join(profiles) + "\n")
     spec = compact_spec(repo_root, "data/tx.txt")
     base = spec["models"][0]
     for kind, (label, metric, algorithm, params) in KINDS.items():
@@ -159,6 +199,57 @@ def _kinds_project(folder: Path, repo_root: Path, rows: list[str], outcomes: lis
         if kind == "column":
             m |= {"task": "binary", "scaler": "standard"}
         spec["models"].append(m)
+    spec["models"].append(
+        {
+            **copy.deepcopy(base),
+            "name": VIEWS_MODEL,
+            "feature_service": "all_views",
+            "algorithm": "lightgbm",
+            "params": {"n_estimators": 40, "num_leaves": 7},
+        }
+    )
+    spec["feature_services"].append(
+        {"name": "all_views", "features": ["customer_activity:*", "customer_sql:*", "customer_profile:*"]}
+    )
+    spec["feature_views"] += [
+        {
+            "name": "customer_sql",
+            "entity": "customer",
+            "source": "transactions",
+            "lookback_days": 60,
+            "sql": SQL_VIEW,
+            "features": [
+                {"name": "orders_60d", "fill_value": 0},
+                {"name": "spend_60d", "fill_value": 0},
+                {"name": "active_days_60d", "fill_value": 0},
+                {"name": "quiet_days"},
+            ],
+        },
+        {
+            "name": "customer_profile",
+            "entity": "customer",
+            "source": "customers",
+            "features": [
+                {"name": "channel", "type": "category", "categories": ["web", "store", "phone"]},
+                {"name": "age"},
+            ],
+        },
+    ]
+    spec["datasets"].append(
+        {
+            "name": "customers",
+            "kind": "profile",
+            "source": {"path": PROFILES, "format": "csv"},
+            "timestamp": {"column": "valid_from", "format": "%Y%m%d"},
+            "entity": "customer",
+            "columns": {
+                "customer_id": {"type": "string", "nullable": False},
+                "valid_from": {"type": "date", "nullable": False},
+                "channel": {"type": "string", "nullable": False},
+                "age": {"type": "float"},
+            },
+        }
+    )
     spec["monitoring"][0]["alert_thresholds"] = {}
     spec["datasets"].append(
         {
@@ -178,21 +269,31 @@ def _kinds_project(folder: Path, repo_root: Path, rows: list[str], outcomes: lis
 
 def _train_kinds(spec_path: Path) -> dict[str, tuple[str, str]]:
     """Per kind: (model sha256 for CUTOFF, labels sha256 of the snapshot at CUTOFF, whose horizon
-    is all future). Raw data and features are materialized once for every model."""
+    is all future); for the views model, the second is the SQL and profile snapshots of END (all
+    future). Raw data and features are materialized once for every model."""
     project = Project.load(spec_path, state_dir=spec_path.parent / ".state")
     r = Runner(project)
-    names = [_model_name(k) for k in KINDS]
-    r.materialize([r.key("raw", "transactions"), r.key("raw", "outcomes")], START, END)
-    r.materialize([r.key("entities", "transactions"), r.key("features", "customer_activity")], START, CUTOFF)
+    names = [*(_model_name(k) for k in KINDS), VIEWS_MODEL]
+    views = [r.key("features", v) for v in ("customer_activity", "customer_sql", "customer_profile")]
+    r.materialize([r.key("raw", d) for d in ("transactions", "outcomes", "customers")], START, END)
+    r.materialize([r.key("entities", d) for d in ("transactions", "customers")], START, END)
+    r.materialize(views, START, CUTOFF)
+    r.materialize(views[1:], END)
     r.materialize([r.key("labels", n) for n in names], START, CUTOFF)
     r.materialize([r.key("models", n, "trained") for n in names], CUTOFF)
-    return {
+    out = {
         kind: (
             read_trained(project.storage, _model_name(kind), CUTOFF).booster_sha256,
             read_json(project.storage, layout.label_meta(_model_name(kind), CUTOFF))["sha256"],
         )
         for kind in KINDS
     }
+    future = "+".join(
+        read_json(project.storage, layout.snapshot_meta(v, END))["sha256"]
+        for v in ("customer_sql", "customer_profile")
+    )
+    out["views"] = (read_trained(project.storage, VIEWS_MODEL, CUTOFF).booster_sha256, future)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -216,12 +317,23 @@ def kind_runs(
     changed += [(c, "19970915", "3", "55.00") for c in sorted({r[0] for r in rows})]
     flipped = [o if o[1] <= cut else (o[0], o[1], "1" if o[2] == "0" else "0") for o in outcomes]
     flipped += [(c, "19970915", "1") for c in sorted({o[0] for o in outcomes})]
+    customers = sorted({r[0] for r in rows})
     return {
         "real": _train_kinds(
-            _kinds_project(tmp_path_factory.mktemp("real"), repo_root, *files(rows, outcomes))
+            _kinds_project(
+                tmp_path_factory.mktemp("real"),
+                repo_root,
+                *files(rows, outcomes),
+                _profile_rows(customers, False),
+            )
         ),
         "tampered": _train_kinds(
-            _kinds_project(tmp_path_factory.mktemp("tampered"), repo_root, *files(changed, flipped))
+            _kinds_project(
+                tmp_path_factory.mktemp("tampered"),
+                repo_root,
+                *files(changed, flipped),
+                _profile_rows(customers, True),
+            )
         ),
     }
 
@@ -236,3 +348,16 @@ def test_every_label_kind_ignores_everything_after_the_cutoff(
     real, tampered = kind_runs["real"][kind], kind_runs["tampered"][kind]
     assert tampered[0] == real[0]
     assert tampered[1] != real[1]
+
+
+def test_sql_and_profile_views_ignore_everything_after_the_cutoff(
+    kind_runs: dict[str, dict[str, tuple[str, str]]],
+) -> None:
+    """A model on a user's SQL view and an as-of profile join: bit-identical when every source row
+    after D and every profile row valid after D is rewritten (and new ones added), while the SQL
+    and profile snapshots of a later day do change: the platform, not the query, kept the future out."""
+    real, tampered = kind_runs["real"]["views"], kind_runs["tampered"]["views"]
+    assert tampered[0] == real[0]
+    sql_real, profile_real = real[1].split("+")
+    sql_tampered, profile_tampered = tampered[1].split("+")
+    assert sql_tampered != sql_real and profile_tampered != profile_real
