@@ -13,6 +13,7 @@ from mlforge_assets.features import feature_asset, online_asset
 from mlforge_assets.jobs import refresh_job, retrain_job
 from mlforge_assets.labels import label_asset
 from mlforge_assets.models import registered_asset, trained_asset
+from mlforge_assets.partitions import asset_key
 from mlforge_assets.performance import performance_asset
 from mlforge_assets.predictions import predictions_asset
 from mlforge_assets.schedules import day_schedule
@@ -20,6 +21,7 @@ from mlforge_assets.sensors import (
     alert_on_run_failure,
     canary_sensor,
     drift_sensor,
+    landing_sensor,
     replay_sensor,
     sensor_interval,
 )
@@ -90,11 +92,31 @@ def build_definitions(project: Project) -> dg.Definitions:
     )
     if spec.replay is not None:
         sensors.append(replay_sensor(project, refresh))
+    sensors += [landing_sensor(project, ds.name, refresh) for ds in spec.datasets if ds.source.watch]
+    freshness = [
+        check
+        for ds in spec.datasets
+        if ds.source.deadline_cron
+        for check in dg.build_time_partition_freshness_checks(
+            assets=[asset_key(project, "raw", ds.name)],
+            deadline_cron=ds.source.deadline_cron,
+            timezone=spec.timezone,
+        )
+    ]
+    if freshness:
+        sensors.append(
+            dg.build_sensor_for_freshness_checks(
+                freshness_checks=freshness,
+                name=f"{spec.project}_freshness",
+                default_status=dg.DefaultSensorStatus.RUNNING,
+            )
+        )
     executor = (
         dg.in_process_executor if spec.infrastructure.executor == "in_process" else dg.multiprocess_executor
     )
     return dg.Definitions(
         assets=build_assets(project),
+        asset_checks=freshness or None,
         jobs=[refresh, *retrains.values()],
         schedules=schedules,
         sensors=sensors,

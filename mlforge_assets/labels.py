@@ -8,7 +8,7 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
-from mlforge.features.labels import build_labels, describe_label, label_view
+from mlforge.features.labels import build_labels, describe_label, label_view, label_views
 from mlforge.models.base import Task
 from mlforge_assets.conditions import when_matured
 from mlforge_assets.partitions import asset_key, window
@@ -46,7 +46,7 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         description=f"`{model.name}` target per {join_key}: {describe_label(model)}.",
         kinds={"parquet", "polars"},
         deps=[
-            dg.AssetDep(asset_key(project, "features", view.name)),
+            *[dg.AssetDep(asset_key(project, "features", v.name)) for v in label_views(spec, model)],
             window(asset_key(project, "raw", ds.name), 1, h),
         ],
         run=run,

@@ -101,6 +101,65 @@ def sensor_interval(project: Project) -> int:
     return project.spec.replay.interval_seconds if project.spec.replay else 30
 
 
+def landing_sensor(project: Project, dataset: str, job: Any) -> dg.SensorDefinition:
+    """New files in a watched source's landing area → the daily refresh of each day they cover.
+
+    The first tick only records the files already there (the history a backfill materializes),
+    so turning the sensor on never re-runs the past. After that each new file is inspected once
+    (the cursor maps file name → sha256): a file that fits the schema
+    requests one refresh run per partition day its rows fall in (a late file for an old day
+    re-materializes that day, and Dagster's data versions mark what depends on it stale); one that
+    does not is moved to `_quarantine/` with a note naming the file, row and column, and nothing
+    is requested or stored for it (:mod:`mlforge.data.landing`).
+    """
+    import json
+
+    from mlforge.data.landing import inspect_file, landing_of
+
+    ds = project.spec.dataset(dataset)
+
+    @dg.sensor(
+        name=f"{project.spec.project}_{dataset}_landing",
+        job=job,
+        minimum_interval_seconds=sensor_interval(project),
+        description=f"Materializes the days of every new file landing in `{ds.source.path}`; "
+        "quarantines files that do not fit the schema.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        landing = landing_of(ds, project.root, project.settings.storage_endpoint_url)
+        if not context.cursor:
+            present = landing.files()
+            return dg.SensorResult(
+                skip_reason=f"watching {landing.storage.uri('')}: {len(present)} file(s) already there "
+                "are the history's (backfill them); new files from now on",
+                cursor=json.dumps(dict.fromkeys(present, "present"), sort_keys=True),
+            )
+        seen: dict[str, str] = json.loads(context.cursor)
+        new = [n for n in landing.files() if n not in seen]
+        if not new:
+            return dg.SkipReason(f"no new file in {landing.storage.uri('')}")
+        requests: list[dg.RunRequest] = []
+        for name in new:
+            found = inspect_file(project.spec, ds, landing, name)
+            seen[name] = found.sha256
+            if found.error is not None:
+                context.log.warning(f"quarantined {name}: {found.error}")
+                continue
+            context.log.info(f"{name}: {found.rows} rows for {len(found.days)} day(s)")
+            requests += [
+                dg.RunRequest(
+                    run_key=f"landing-{dataset}-{name}-{found.sha256[:12]}-{d}",
+                    partition_key=d.isoformat(),
+                    tags={"mlforge/landing_file": name},
+                )
+                for d in found.days
+            ]
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+    return _sensor
+
+
 def replay_sensor(project: Project, job: Any) -> dg.SensorDefinition:
     """A simulated clock: requests the daily refresh of the next replay day once nothing is running.
 

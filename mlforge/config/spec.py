@@ -99,10 +99,25 @@ class ColumnSpec(_Model):
 
 
 class SourceSpec(_Model):
-    """Where a dataset is read from: a file or glob, local or s3://."""
+    """Where a dataset is read from: a file or glob, local or s3://.
+
+    With `watch`, the folder (or S3 prefix) of the glob is a landing area: a sensor materializes
+    the partitions of each new file once, and moves a file that does not fit the schema to
+    `_quarantine/` beside it, with a note naming the row and column.
+    """
 
     path: str
     format: Literal["whitespace", "csv", "parquet"] = "csv"
+    watch: bool = Field(False, description="A sensor picks up new files of the glob (a landing area).")
+    deadline_cron: str | None = Field(
+        None, description="Freshness: the latest partition is expected by this cron (e.g. '0 6 * * *')."
+    )
+
+    @model_validator(mode="after")
+    def _watch_a_glob(self) -> SourceSpec:
+        if self.watch and not any(c in self.path.rsplit("/", 1)[-1] for c in "*?["):
+            raise ValueError("watch: a watched source is a glob over its landing folder, e.g. landing/*.csv")
+        return self
 
 
 class TimestampSpec(_Model):

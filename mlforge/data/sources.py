@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import io
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from mlforge.config.spec import ColumnSpec, DatasetSpec
-from mlforge.data.raw import _POLARS_TYPES
+from mlforge.data.raw import _POLARS_TYPES, polars_schema
 from mlforge.errors import DataError
 
 
@@ -45,7 +46,13 @@ def source_files(
         from mlforge.io.storage import S3Storage
 
         root, _, name = path.rpartition("/")
-        return [(path, S3Storage(root, endpoint_url=endpoint_url).read_bytes(name))]
+        store = S3Storage(root, endpoint_url=endpoint_url)
+        if any(c in name for c in "*?["):  # a glob over one prefix (a landing area)
+            names = sorted(k for k in store.list("") if "/" not in k and fnmatch.fnmatch(k, name))
+            if not names:
+                raise DataError(f"source not found: {path}")
+            return [(f"{root}/{k}", store.read_bytes(k)) for k in names[: 1 if first_only else None]]
+        return [(path, store.read_bytes(name))]
     files = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
     if not files or not all(Path(f).is_file() for f in files):
         raise DataError(f"source not found: {path}")
@@ -58,21 +65,32 @@ def read_source(ds: DatasetSpec, path: str, endpoint_url: str | None = None) -> 
     Raises DataError naming the file and the column when a column is missing or a value cannot be
     parsed as its declared type.
     """
-    frames = []
-    for name, data in source_files(path, endpoint_url):
-        try:
-            if ds.source.format == "whitespace":
-                df = _read_whitespace(data, name)
-            elif ds.source.format == "csv":
-                df = pl.read_csv(io.BytesIO(data), infer_schema=False)
-            else:
-                df = pl.read_parquet(io.BytesIO(data))
-        except DataError:
+    try:
+        files = source_files(path, endpoint_url)
+    except DataError:
+        if not ds.source.watch:
             raise
-        except Exception as exc:
-            raise DataError(f"{name}: cannot read as {ds.source.format}: {exc}") from None
-        frames.append(_typed(df, ds, name))
+        files = []  # a landing area nothing has arrived in yet: no rows, not an error
+    frames = [parse_file(ds, name, data) for name, data in files]
+    if not frames:
+        return pl.DataFrame(schema=polars_schema(ds))
     return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def parse_file(ds: DatasetSpec, name: str, data: bytes) -> pl.DataFrame:
+    """One file's bytes in the source's format, typed by the spec (DataError naming file, row, column)."""
+    try:
+        if ds.source.format == "whitespace":
+            df = _read_whitespace(data, name)
+        elif ds.source.format == "csv":
+            df = pl.read_csv(io.BytesIO(data), infer_schema=False)
+        else:
+            df = pl.read_parquet(io.BytesIO(data))
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{name}: cannot read as {ds.source.format}: {exc}") from None
+    return _typed(df, ds, name)
 
 
 def _typed(df: pl.DataFrame, ds: DatasetSpec, where: str) -> pl.DataFrame:

@@ -187,8 +187,16 @@ class StoredLabels:
 
 
 def label_view(spec: ProjectSpec, model: ModelSpec) -> FeatureViewSpec:
-    """The feature view whose snapshot entities get labelled: the first of the model's service."""
+    """The first feature view of the model's service: its entity is the model's entity."""
     return spec.feature_view(service_features(spec, model.feature_service)[0][0])
+
+
+def label_views(spec: ProjectSpec, model: ModelSpec) -> list[FeatureViewSpec]:
+    """The service's views of the model's entity: the entities of their snapshots (the union of
+    their universes) get labelled."""
+    entity = label_view(spec, model).entity
+    names = dict.fromkeys(v for v, _ in service_features(spec, model.feature_service))
+    return [spec.feature_view(n) for n in names if spec.feature_view(n).entity == entity]
 
 
 def write_labels(storage: Storage, model: str, d: date, labels: pl.DataFrame) -> StoredLabels:
@@ -218,9 +226,11 @@ def build_labels(
             f"The last materializable day is {date.fromordinal(spec.partitions.end.toordinal() - h)}."
         )
     stage_name = f"labels/{model.name}"
-    missing = missing_snapshots(storage, view.name, days)
-    if missing:
-        raise MissingPartitionsError(stage_name, f"features/{view.name}", missing)
+    views = label_views(spec, model)
+    for v in views:
+        missing = missing_snapshots(storage, v.name, days)
+        if missing:
+            raise MissingPartitionsError(stage_name, f"features/{v.name}", missing)
     future = days_between(label_window(model, days[0])[0], last_needed)
     missing = missing_days(storage, ds.name, future)
     if missing:
@@ -231,7 +241,8 @@ def build_labels(
     events = load_days(storage, ds, future).with_columns(day_column(ds).alias("__day"))
     stored = []
     for d in days:
-        entities = read_snapshot(storage, view.name, d)[join_key]
+        keys = [read_snapshot(storage, v.name, d)[join_key] for v in views]
+        entities = keys[0] if len(keys) == 1 else pl.concat(keys).unique().sort()
         stored.append(
             write_labels(
                 storage,
