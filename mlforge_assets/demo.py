@@ -90,8 +90,12 @@ def prepare(
     replay_end: date,
     scenario: DriftScenario,
     interval_seconds: int = 5,
+    landing: bool = False,
 ) -> LoopSetup:
-    """Write the loop's project (spec, drifted source, Dagster instance) into `folder`."""
+    """Write the loop's project (spec, drifted source, Dagster instance) into `folder`.
+
+    With `landing`, each source is a watched landing folder (`landing/<dataset>/*.txt`) holding
+    the history as one file: files dropped there later are picked up by the landing sensor."""
     from mlforge.config.spec import ProjectSpec
 
     folder = folder.resolve()
@@ -101,9 +105,14 @@ def prepare(
     for ds_raw, ds in zip(spec["datasets"], base.spec.datasets, strict=True):
         frame = base.read_source(ds)
         target = folder / "data" / f"{ds.name}.txt"
+        source: dict[str, Any] = {"path": str(target), "format": "whitespace"}
+        if landing:
+            target = folder / "landing" / ds.name / "history.txt"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = {"path": str(target.parent / "*.txt"), "format": "whitespace", "watch": True}
         key = base.spec.entity(ds.entity).join_key
         write_whitespace(inject_drift(frame, ds, key, scenario), ds, target)
-        ds_raw["source"] = {**ds_raw["source"], "path": str(target), "format": "whitespace"}
+        ds_raw["source"] = {**ds_raw["source"], **source}
     spec["infrastructure"] = {**spec.get("infrastructure", {}), "state_dir": str(folder / "state")}
     spec["replay"] = {
         "start": replay_start.isoformat(),
@@ -116,6 +125,16 @@ def prepare(
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
     return LoopSetup(folder, spec_path, home, replay_start, replay_end, scenario.drift_from)
+
+
+def sensor_cursor(setup: LoopSetup, name: str) -> str | None:
+    """The cursor of sensor `name` in the loop's instance (None before its first tick)."""
+    with setup.instance() as instance:
+        for state in instance.all_instigator_state():
+            if state.instigator_name == name:
+                data = state.instigator_data
+                return getattr(data, "cursor", None)
+    return None
 
 
 def backfill(setup: LoopSetup, on_step: Callable[[str, StepResult], None] | None = None) -> list[StepResult]:

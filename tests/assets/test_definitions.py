@@ -21,6 +21,7 @@ def test_definitions_module_loads() -> None:
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {
         "churn/raw/transactions",
+        "churn/entities/transactions",
         "churn/features/customer_activity",
         "churn/online/customer_activity",
         "churn/labels/churn",

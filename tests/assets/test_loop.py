@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import date
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import pytest
 from projects import compact_spec
 
 from mlforge.data.simulate import DriftScenario
+from mlforge.io import layout
+from mlforge.io.storage import read_json, read_parquet
 from mlforge_assets import demo
 from servers import Receiver
 
@@ -24,6 +27,7 @@ from servers import Receiver
 # daemon run of about 40 s, 30 of them Evidently's report, so the replay is kept short.
 REPLAY_START, REPLAY_END, DRIFT_FROM = date(1997, 9, 26), date(1997, 9, 28), date(1997, 9, 27)
 CLEAN = ["1997-09-26"]
+LANDED = date(1997, 9, 29)  # the day of the file dropped into the landing area during the run
 DRIFTED = ["1997-09-27", "1997-09-28"]
 
 
@@ -39,6 +43,7 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
         REPLAY_END,
         DriftScenario(DRIFT_FROM),
         interval_seconds=3,
+        landing=True,
     )
     project = setup.project()
     demo.backfill(setup)
@@ -52,6 +57,14 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     finally:
         del os.environ["MLFORGE_ALERT_WEBHOOK_URL"]
     try:
+        # once the landing sensor has recorded the history file, a new file lands: a day after
+        # the replay, which nobody requests — only the sensor can turn it into a scored day
+        deadline = time.monotonic() + 120
+        while demo.sensor_cursor(setup, "churn_transactions_landing") is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert demo.sensor_cursor(setup, "churn_transactions_landing") is not None
+        landed = setup.folder / "landing" / "transactions" / f"{LANDED}.txt"
+        landed.write_text(f"customer_id date number_of_cds dollar_value\n00003 {LANDED:%Y%m%d} 2 21.50\n")
         report = demo.watch(setup, timeout=600, settle_seconds=12)
     finally:
         demo.stop(proc)
@@ -65,7 +78,13 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     assert report.failed_runs == []
     # every replayed day materialized, by the replay sensor's runs
     assert report.replayed_days == CLEAN + DRIFTED
-    assert report.runs_by_job["churn_daily_refresh"] == len(CLEAN + DRIFTED)
+    # the replayed days, and the landed file's day (requested by the landing sensor)
+    assert report.runs_by_job["churn_daily_refresh"] == len(CLEAN + DRIFTED) + 1
+    scored = read_parquet(project.storage, layout.predictions("churn", LANDED))
+    assert scored.height == 23_570  # every known customer scored for the landed day
+    history = (setup.folder / "landing" / "transactions" / "history.txt").read_text().split("\n")
+    same_day = sum(1 for ln in history if f" {LANDED:%Y%m%d} " in ln)
+    assert read_json(project.storage, layout.raw_meta("transactions", LANDED))["rows"] == same_day + 1
     # the drift report flagged the injected drift and not the clean days
     assert all(report.drift_share[d] < 0.5 for d in CLEAN), report.drift_share
     assert all(report.drift_share[d] >= 0.5 for d in DRIFTED), report.drift_share

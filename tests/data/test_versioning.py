@@ -288,7 +288,11 @@ def test_cli_pull_restores_what_a_model_version_read(materialized: Any, tmp_path
         day = date.fromisoformat(f.parent.name.removeprefix("date="))
         assert _sha(f.read_bytes()) == read_json(storage, layout.raw_meta("transactions", day))["sha256"]
     trace = json.loads((out_dir / "trace.json").read_text())
-    assert trace["transactions"]["1997-01-01"]["via"] == ["features/customer_activity"]
+    # the first day: in the lookback of the first training snapshots, and folded into the index
+    assert trace["transactions"]["1997-01-01"]["via"] == [
+        "entities/transactions",
+        "features/customer_activity",
+    ]
 
     day_out = tmp_path / "days"
     out = _cli(

@@ -241,7 +241,7 @@ def test_serving_logs_every_prediction_and_flushes_on_shutdown(materialized: Any
     app = create_app(own, reload_interval_s=0)  # the default sink: a PredictionLogger on storage
     logger = app.state.prediction_log
     assert isinstance(logger, PredictionLogger) and logger.interval_s == 5.0
-    ids = ["00003", "00004", "00001"]  # 00001 is not in the online store
+    ids = ["00003", "00004", "99999"]  # 99999 is no customer: not in the online store
     with TestClient(app) as c:
         for i in range(20):
             r = c.post(f"/predict/{ENDPOINT}", json={"entity_ids": ids, "request_id": f"req-{i}"})

@@ -33,7 +33,7 @@ from serving.app import create_app
 ENDPOINT = "churn-api"
 VIEW = "customer_activity"
 DAY = date(1998, 6, 30)
-NOT_IN_STORE = "00001"  # bought only in January 1997
+NOT_IN_STORE = "99999"  # no such customer (every known one, active or not, is in the store)
 FORBIDDEN = ("dagster", "mlflow", "pandas", "evidently")
 # polars only writes the prediction log: the app loads it in its start-up, not at import time
 NOT_AT_IMPORT = (*FORBIDDEN, "polars")
