@@ -72,7 +72,8 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         description=model.description
         or f"`{model.name}` trained on snapshots whose labels matured by the cutoff.",
         kinds={algorithm_kind(model.algorithm), "mlflow"},
-        deps=[window(asset_key(project, "features", v), start, end) for v in views]
+        # the training snapshots, and the cutoff's own (the drift reference: the population served)
+        deps=[window(asset_key(project, "features", v), start, 0) for v in views]
         + [window(asset_key(project, "labels", model.name), start, end)],
         run=run,
         checks=[

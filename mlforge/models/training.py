@@ -23,6 +23,7 @@ from mlforge.features.offline import (
     missing_snapshots,
     point_in_time_join,
     read_snapshots,
+    service_frame,
     snapshot_versions,
 )
 from mlforge.features.refs import service_features
@@ -238,10 +239,11 @@ def train_cutoff(
         artifacts={"data_versions.json": lineage.encode(), **diag.artifacts()},
     )
     write_parquet(storage, layout.model_holdout(model.name, cutoff), data.holdout)
-    # The drift reference is the newest population the model was judged on (its holdout snapshot),
-    # not the older training snapshots: customers age, so a reference months older than the
-    # monitored day shows "drift" on every clean day.
-    reference = data.holdout.select(data.features)
+    # The drift reference is the population the model starts scoring: every entity of the
+    # cutoff's own snapshot (the same universe rule and snapshot as each monitored day), not the
+    # holdout, a horizon older: in a cohort that ages, a reference 90 days older shows "drift" on
+    # clean days (drift share 0.60 on 1998-03-31 against the holdout of 1997-12-31).
+    reference = service_frame(storage, spec, model.feature_service, cutoff).select(data.features)
     n = spec.monitoring_for(model.name).drift.reference_rows
     if reference.height > n:
         reference = reference.sample(n, seed=model.training.seed)
