@@ -15,13 +15,16 @@ def when_matured(horizon_days: int) -> dg.AutomationCondition:
     """Labels of a day, once: the tick its last upstream day (day + horizon) lands.
 
     The last `horizon_days` partitions never mature inside the spec's range, so they are excluded
-    (they would only fail). A failed attempt is not retried until an upstream day changes again.
+    (they would only fail). "Ready" is every upstream day present and none being written: it fires
+    when it becomes true, so a dependency that was still running on the tick the last day landed
+    (a late file re-materializing an old day of the horizon) delays the labels, never skips them.
+    A failed attempt is not retried until an upstream day changes again.
     """
+    ready = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress()
     return (
         ~dg.AutomationCondition.in_latest_time_window(timedelta(days=horizon_days))
         & dg.AutomationCondition.missing()
-        & (~dg.AutomationCondition.any_deps_missing()).newly_true()
-        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ready.newly_true()
         & ~dg.AutomationCondition.in_progress()
     ).with_label(f"labels matured ({horizon_days} days)")
 

@@ -27,7 +27,10 @@ from servers import Receiver
 # daemon run of about 40 s, 30 of them Evidently's report, so the replay is kept short.
 REPLAY_START, REPLAY_END, DRIFT_FROM = date(1997, 9, 26), date(1997, 9, 28), date(1997, 9, 27)
 CLEAN = ["1997-09-26"]
-LANDED = date(1997, 9, 29)  # the day of the file dropped into the landing area during the run
+# the day of the file dropped into the landing area during the run: a late file for a day the
+# backfill stored before the replay (a day's index folds the day before's, so a file for a day
+# after the last materialized one waits for that day)
+LANDED = date(1997, 9, 20)
 DRIFTED = ["1997-09-27", "1997-09-28"]
 
 
@@ -57,12 +60,13 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     finally:
         del os.environ["MLFORGE_ALERT_WEBHOOK_URL"]
     try:
-        # once the landing sensor has recorded the history file, a new file lands: a day after
-        # the replay, which nobody requests — only the sensor can turn it into a scored day
+        # once the landing sensor has recorded the history file, a new file lands for an old day
+        # nobody requests again and nobody ever scored: only the sensor can make it a scored day
         deadline = time.monotonic() + 120
         while demo.sensor_cursor(setup, "churn_transactions_landing") is None and time.monotonic() < deadline:
             time.sleep(1)
         assert demo.sensor_cursor(setup, "churn_transactions_landing") is not None
+        assert not project.storage.exists(layout.predictions("churn", LANDED))  # never scored yet
         landed = setup.folder / "landing" / "transactions" / f"{LANDED}.txt"
         landed.write_text(f"customer_id date number_of_cds dollar_value\n00003 {LANDED:%Y%m%d} 2 21.50\n")
         report = demo.watch(setup, timeout=600, settle_seconds=12)
