@@ -267,7 +267,9 @@ def test_a_candidate_with_an_earlier_cutoff_does_not_contend(materialized, tmp_p
     base = materialized.project
     earlier = date(1998, 6, 15)
     train_days, holdout = training_dates(base.spec.model("churn"), earlier)
-    copy_state(materialized.state_dir, tmp_path / "state", {d.isoformat() for d in [*train_days, holdout]})
+    # the training and holdout snapshots, and the cutoff's own (the drift reference)
+    keep = {d.isoformat() for d in [*train_days, holdout, earlier]}
+    copy_state(materialized.state_dir, tmp_path / "state", keep)
     project = Project.load(base.root / "mlforge.yaml", state_dir=tmp_path / "state")
     runner = Runner(project, dg.DagsterInstance.ephemeral())
     tracker = runner.resources["mlflow"].get()
