@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-import polars as pl
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DatasetSpec
 from mlforge.data import checks as core_checks
-from mlforge.data.raw import day_column, store_days
+from mlforge.data.raw import partition_day, store_days
 from mlforge.io import layout
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key
@@ -32,10 +31,8 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
         frame = project.read_source(ds)
         dvc = DvcBatch.for_project(project, ds.name) if versioning_enabled() else None
         start = project.spec.partitions.start
-        carry = start if ds.kind == "profile" and days[0] == start else None
-        stored = store_days(stage.storage, ds, frame, days, dvc.snapshot if dvc else None, carry)
-        day = day_column(ds) if carry is None else pl.max_horizontal(day_column(ds), pl.lit(carry))
-        window = frame.filter(day.is_between(days[0], days[-1]))
+        stored = store_days(stage.storage, ds, frame, days, dvc.snapshot if dvc else None, start)
+        window = frame.filter(partition_day(ds, start).is_between(days[0], days[-1]))
         rows = sum(p.rows for p in stored)
         dvc_meta = dvc.push(stored[-1]) if dvc else {}
         data_version = stored[-1].dvc_md5 or stored[-1].sha256

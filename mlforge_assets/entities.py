@@ -9,16 +9,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import dagster as dg
-import polars as pl
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DatasetSpec
-from mlforge.data.raw import day_column, load_days, missing_days, polars_schema
+from mlforge.data.raw import load_days, missing_days, polars_schema
 from mlforge.errors import MissingPartitionsError
 from mlforge.features.entities import (
     FIRST_DAY,
     IndexRule,
-    empty_index,
     iter_index,
     missing_index_days,
     read_index,
@@ -41,9 +39,7 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
             raise MissingPartitionsError(f"entities/{ds.name}", f"raw/{ds.name}", missing)
         before = days[0] - timedelta(days=1)
         if days[0] <= spec.partitions.start:
-            schema = polars_schema(ds)
-            attrs = {c: schema[c] for c in rule.attributes} if ds.kind == "profile" else None
-            index = empty_index(join_key, schema[join_key], rule.columns, attrs)
+            index = rule.empty(polars_schema(ds))
         elif missing_index_days(stage.storage, ds.name, [before]):
             raise MissingPartitionsError(
                 f"entities/{ds.name}",
@@ -53,11 +49,8 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
             )
         else:
             index = read_index(stage.storage, ds.name, before)
-        events = load_days(stage.storage, ds, days).with_columns(day_column(ds).alias("__day"))
+        events = load_days(stage.storage, ds, days, day_col="__day")
         digest, last = "", index
-        if ds.kind == "profile" and days[0] == spec.partitions.start:
-            # attributes valid before the history are stored in the first partition (store_days)
-            events = events.with_columns(pl.max_horizontal("__day", pl.lit(days[0])).alias("__day"))
         for d, last in iter_index(index, events, join_key, "__day", days, rule.columns, rule):
             digest = write_index(stage.storage, ds.name, d, last)
         new = last.filter(last[FIRST_DAY] >= days[0]).height

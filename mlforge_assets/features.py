@@ -10,7 +10,7 @@ import dagster as dg
 from mlforge.config.project import Project
 from mlforge.config.spec import FeatureViewSpec
 from mlforge.data import checks as core_checks
-from mlforge.data.raw import data_versions, day_column, load_days, missing_days
+from mlforge.data.raw import data_versions, load_days, missing_days
 from mlforge.errors import MissingPartitionsError
 from mlforge.features.entities import index_versions, missing_index_days, read_index
 from mlforge.features.offline import missing_snapshots, read_snapshots, write_snapshot
@@ -29,14 +29,13 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
     ds = spec.dataset(view.source)
     join_key = spec.entity(view.entity).join_key
 
-    sources = [spec.dataset(n) for n in [view.source, *view.extra_sources]]
-    reads_rows = view.kind != "profile"  # a profile view reads its dataset's index only
-    raw_deps = [s.name for s in sources] if reads_rows else []
+    # the sources whose lookback rows a snapshot reads (a profile view reads its dataset's index only)
+    sources = [] if view.kind == "profile" else [spec.dataset(n) for n in [view.source, *view.extra_sources]]
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         first, _ = feature_window(view, days[0])
-        needed = clip(spec, days_between(first, days[-1])) if reads_rows else []
-        for src in sources if reads_rows else []:
+        needed = clip(spec, days_between(first, days[-1])) if sources else []
+        for src in sources:
             missing = missing_days(stage.storage, src.name, needed)
             if missing:
                 raise MissingPartitionsError(
@@ -45,11 +44,8 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
         unindexed = missing_index_days(stage.storage, ds.name, days)
         if unindexed:
             raise MissingPartitionsError(f"features/{view.name}", f"entities/{ds.name}", unindexed)
-        tables = {
-            src.name: load_days(stage.storage, src, needed).with_columns(day_column(src).alias("__day"))
-            for src in sources
-        }
-        events = tables.pop(ds.name)
+        tables = {src.name: load_days(stage.storage, src, needed, day_col="__day") for src in sources}
+        events = tables.pop(ds.name) if sources else load_days(stage.storage, ds, [], day_col="__day")
         versions = data_versions(stage.storage, ds.name, needed)
         indexed = index_versions(stage.storage, ds.name, days)
         outcomes, total, last = [], 0, None
@@ -83,7 +79,7 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
         description=view.description or f"Snapshot of `{view.name}` as of the end of the day.",
         kinds={"parquet", "polars"},
         deps=[
-            *[window(asset_key(project, "raw", n), -(view.read_days - 1), 0) for n in raw_deps],
+            *[window(asset_key(project, "raw", src.name), -(view.read_days - 1), 0) for src in sources],
             window(asset_key(project, "entities", ds.name), 0, 0),
         ],
         run=run,

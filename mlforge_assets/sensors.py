@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -112,8 +113,6 @@ def landing_sensor(project: Project, dataset: str, job: Any) -> dg.SensorDefinit
     does not is moved to `_quarantine/` with a note naming the file, row and column, and nothing
     is requested or stored for it (:mod:`mlforge.data.landing`).
     """
-    import json
-
     from mlforge.data.landing import inspect_file, landing_of
 
     ds = project.spec.dataset(dataset)

@@ -24,31 +24,58 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One rule the spec sets on a column: `bad` is true on the rows that break it."""
+
+    check: str  # the check it belongs to: not_null or value_ranges
+    column: str
+    bad: pl.Expr
+    what: str  # what a breaking value is, for messages
+
+
+def column_rules(ds: DatasetSpec) -> list[Rule]:
+    """The spec's rules per column, in spec order: required (not null), then [min, max]."""
+    rules = []
+    for c, s in ds.columns.items():
+        if not s.nullable:
+            rules.append(Rule("not_null", c, pl.col(c).is_null(), "is null (required)"))
+        if s.min is not None or s.max is not None:
+            lo = pl.col(c) < s.min if s.min is not None else pl.lit(False)
+            hi = pl.col(c) > s.max if s.max is not None else pl.lit(False)
+            rules.append(Rule("value_ranges", c, lo | hi, f"is outside [{s.min}, {s.max}]"))
+    return rules
+
+
+def first_violation(df: pl.DataFrame, ds: DatasetSpec) -> str | None:
+    """The first broken rule, by column and row (1-based), with the value; None when all hold."""
+    indexed = df.with_row_index("__row")
+    for r in column_rules(ds):
+        rows = indexed.filter(r.bad)["__row"]
+        if len(rows):
+            i = int(rows[0])
+            return f"column '{r.column}' row {i + 1}: {df[r.column][i]!r} {r.what} ({len(rows)} bad value(s) in all)"
+    return None
+
+
+def _violations(df: pl.DataFrame, ds: DatasetSpec, check: str) -> dict[str, int]:
+    counts = {r.column: int(df.select(r.bad.sum()).item() or 0) for r in column_rules(ds) if r.check == check}
+    return {c: n for c, n in counts.items() if n}
+
+
 def not_null(df: pl.DataFrame, ds: DatasetSpec) -> CheckOutcome:
     """Columns declared `nullable: false` have no nulls."""
     required = [c for c, s in ds.columns.items() if not s.nullable]
-    counts = {c: int(df[c].null_count()) for c in required}
-    bad = {c: n for c, n in counts.items() if n}
+    bad = _violations(df, ds, "not_null")
+    counts = {c: bad.get(c, 0) for c in required}
     desc = "no nulls in required columns" if not bad else f"nulls in required columns: {bad}"
     return CheckOutcome("not_null", not bad, desc, {"required_columns": required, "null_counts": counts})
 
 
 def value_ranges(df: pl.DataFrame, ds: DatasetSpec) -> CheckOutcome:
     """Numeric columns stay within the [min, max] the spec declares."""
-    violations: dict[str, int] = {}
-    bounds: dict[str, list[float | None]] = {}
-    for c, s in ds.columns.items():
-        if s.min is None and s.max is None:
-            continue
-        bounds[c] = [s.min, s.max]
-        expr = pl.lit(False)
-        if s.min is not None:
-            expr = expr | (pl.col(c) < s.min)
-        if s.max is not None:
-            expr = expr | (pl.col(c) > s.max)
-        n = int(df.select(expr.sum()).item() or 0)
-        if n:
-            violations[c] = n
+    bounds = {c: [s.min, s.max] for c, s in ds.columns.items() if s.min is not None or s.max is not None}
+    violations = _violations(df, ds, "value_ranges")
     desc = "all values within range" if not violations else f"out-of-range values: {violations}"
     return CheckOutcome("value_ranges", not violations, desc, {"bounds": bounds, "violations": violations})
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import polars as pl
-
 from mlforge.config.spec import DatasetSpec, ProjectSpec
-from mlforge.data.raw import day_column
+from mlforge.data.checks import first_violation
+from mlforge.data.raw import partition_day
 from mlforge.data.sources import parse_file
 from mlforge.errors import DataError
 from mlforge.io.storage import LocalStorage, Storage
@@ -29,7 +28,7 @@ QUARANTINE = "_quarantine"
 
 @dataclass(frozen=True)
 class Landing:
-    """A dataset's landing area: its storage, the file pattern, and the spec's folder it is relative to."""
+    """A dataset's landing area: its storage (the glob's folder or S3 prefix) and the file pattern."""
 
     dataset: str
     storage: Storage
@@ -63,25 +62,6 @@ def landing_of(ds: DatasetSpec, spec_dir: Path, endpoint_url: str | None = None)
     return Landing(ds.name, LocalStorage(root), pattern)
 
 
-def _problem(frame: pl.DataFrame, ds: DatasetSpec) -> str | None:
-    """The first null in a required column or value out of range, by row (1-based) and column."""
-    indexed = frame.with_row_index("__row")
-    for c, col in ds.columns.items():
-        tests: list[tuple[pl.Expr, str]] = []
-        if not col.nullable:
-            tests.append((pl.col(c).is_null(), "is null (required)"))
-        if col.min is not None or col.max is not None:
-            lo = pl.col(c) < col.min if col.min is not None else pl.lit(False)
-            hi = pl.col(c) > col.max if col.max is not None else pl.lit(False)
-            tests.append((lo | hi, f"is outside [{col.min}, {col.max}]"))
-        for bad, what in tests:
-            rows = indexed.filter(bad)["__row"]
-            if len(rows):
-                i = int(rows[0])
-                return f"column '{c}' row {i + 1}: {frame[c][i]!r} {what} ({len(rows)} bad value(s) in all)"
-    return None
-
-
 def inspect_file(spec: ProjectSpec, ds: DatasetSpec, landing: Landing, name: str) -> Inspected:
     """Read and check one landed file; quarantine it (and say why) when it does not fit."""
     data = landing.storage.read_bytes(name)
@@ -89,15 +69,15 @@ def inspect_file(spec: ProjectSpec, ds: DatasetSpec, landing: Landing, name: str
     where = landing.storage.uri(name)
     try:
         frame = parse_file(ds, where, data)
-        problem = _problem(frame, ds)
+        problem = first_violation(frame, ds)
         if problem is not None:
             raise DataError(f"{where}: {problem}")
     except DataError as exc:
         message = str(exc)
         quarantine(landing, name, data, message)
         return Inspected(name, digest, [], 0, message)
-    days = frame.select(day_column(ds).alias("d"))["d"].unique().sort().to_list()
     p = spec.partitions
+    days = frame.select(partition_day(ds, p.start).alias("d"))["d"].unique().sort().to_list()
     return Inspected(name, digest, [d for d in days if p.start <= d <= p.end], frame.height)
 
 

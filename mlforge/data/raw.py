@@ -48,6 +48,13 @@ def day_column(ds: DatasetSpec) -> pl.Expr:
     return ts if ds.columns[ds.time_column].type == "date" else ts.dt.date()
 
 
+def partition_day(ds: DatasetSpec, start: date | None = None) -> pl.Expr:
+    """The partition a source row is stored in: its day, except that a profile's rows dated before
+    `start` (the first partition) go into it — attributes valid before the history still hold."""
+    day = day_column(ds)
+    return pl.max_horizontal(day, pl.lit(start)) if ds.kind == "profile" and start is not None else day
+
+
 @dataclass(frozen=True)
 class StoredPartition:
     """What was written for one day."""
@@ -64,23 +71,19 @@ def store_days(
     frame: pl.DataFrame,
     days: list[date],
     version: Callable[[dict[str, bytes]], dict[str, str]] | None = None,
-    carry_before: date | None = None,
+    start: date | None = None,
 ) -> list[StoredPartition]:
     """Write one parquet + sidecar per day in `days` (an empty parquet for a day with no rows).
 
-    `carry_before` (a profile's first partition): rows dated before it are stored in it, since
-    attributes valid before the history starts still hold in it; other rows outside `days` are
-    not stored.
+    Each row goes to its `partition_day` (`start`: the first partition of the project); rows of
+    other days are not stored.
 
     `version`, when given, receives {day key: the exact parquet bytes written} once for the whole
     range (DVC versions them in one batch) and returns {day key: md5}; the md5s go into the
     sidecars. Sidecars are written even if `version` raises, so each one always describes the
     parquet beside it; the error then propagates.
     """
-    day = day_column(ds)
-    if carry_before is not None:
-        day = pl.max_horizontal(day, pl.lit(carry_before))
-    tagged = frame.with_columns(day.alias("__day")).filter(pl.col("__day").is_in(days))
+    tagged = frame.with_columns(partition_day(ds, start).alias("__day")).filter(pl.col("__day").is_in(days))
     by_day: dict[date, pl.DataFrame] = {}
     for (d,), g in tagged.group_by("__day", maintain_order=True):
         by_day[d] = g.drop("__day")
@@ -120,11 +123,19 @@ def stored_partition_days(storage: Storage, dataset: str) -> list[date]:
     return sorted(layout.stored_days(listing, lambda d: layout.raw_meta(dataset, d)))
 
 
-def load_days(storage: Storage, ds: DatasetSpec, days: list[date]) -> pl.DataFrame:
-    """The stored rows of `days`, concatenated (the caller checks completeness first)."""
+def load_days(
+    storage: Storage, ds: DatasetSpec, days: list[date], day_col: str | None = None
+) -> pl.DataFrame:
+    """The stored rows of `days`, concatenated (the caller checks completeness first); with
+    `day_col`, each row's partition day in that column."""
     frames = [read_parquet(storage, layout.raw_data(ds.name, d)) for d in days]
+    if day_col is not None:
+        frames = [
+            f.with_columns(pl.lit(d, pl.Date).alias(day_col)) for f, d in zip(frames, days, strict=True)
+        ]
     if not frames:
-        return pl.DataFrame(schema=polars_schema(ds))
+        schema = polars_schema(ds)
+        return pl.DataFrame(schema={**schema, day_col: pl.Date} if day_col else schema)
     return pl.concat(frames, how="vertical_relaxed")
 
 

@@ -92,14 +92,13 @@ def check_result(view: FeatureViewSpec, result: pl.DataFrame, entity_key: str, a
             f"{dupes[entity_key].n_unique()} {entity_key}(s) (e.g. {k!r} twice); it must return one "
             "row per entity (GROUP BY the join key)"
         )
-    out = [pl.col(entity_key)]
+    columns = [result[entity_key]]
     for f in view.features:
         try:
-            result.select(encoded(f, f.name))
+            columns.append(result.select(encoded(f, f.name)).to_series())
         except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as exc:
             raise DataError(
                 f"feature view {view.name}: feature '{f.name}' as of {as_of} is "
                 f"{result.schema[f.name]}, not a {f.type} ({str(exc).splitlines()[0]})"
             ) from None
-        out.append(encoded(f, f.name))
-    return result.select(out)
+    return pl.DataFrame(columns)

@@ -13,7 +13,7 @@ index(D), so it can never depend on the future.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -68,6 +68,11 @@ class IndexRule:
     def of(cls, ds: DatasetSpec, key: str) -> IndexRule:
         """The rule of a dataset keyed by `key`."""
         return cls(ds.name, key, tuple(numeric_columns(ds)), tuple(profile_columns(ds, key)), ds.time_column)
+
+    def empty(self, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+        """The index before the first day, for rows of `schema` (the key's and attributes' dtypes)."""
+        attrs = {a: schema[a] for a in self.attributes} if self.attributes else None
+        return empty_index(self.key, schema[self.key], self.columns, attrs)
 
 
 def index_schema(
@@ -244,8 +249,8 @@ def index_as_of(
     assert isinstance(start, date)
     first = min(start, min(wanted))
     span = [date.fromordinal(o) for o in range(first.toordinal(), max(wanted).toordinal() + 1)]
-    attrs = {c: events.schema[c] for c in rule.attributes} if rule is not None and rule.attributes else None
-    index = empty_index(key, events.schema[key], columns, attrs)
+    rule = rule or IndexRule("", key, tuple(columns))
+    index = rule.empty(events.schema)
     return {d: idx for d, idx in iter_index(index, seen, key, day_col, span, columns, rule) if d in wanted}
 
 
@@ -262,6 +267,12 @@ def write_index(storage: Storage, dataset: str, d: date, index: pl.DataFrame) ->
 def missing_index_days(storage: Storage, dataset: str, days: Sequence[date]) -> list[str]:
     """Days in `days` with no stored entity index of `dataset`."""
     return [timeline.key(d) for d in days if not storage.exists(layout.entity_index_meta(dataset, d))]
+
+
+def stored_index_days(storage: Storage, dataset: str) -> set[date]:
+    """Every day with a stored index of `dataset` (one listing)."""
+    listing = storage.list(layout.entity_index_prefix(dataset))
+    return set(layout.stored_days(listing, lambda d: layout.entity_index_meta(dataset, d)))
 
 
 def read_index(storage: Storage, dataset: str, d: date) -> pl.DataFrame:

@@ -24,7 +24,7 @@ from mlforge.config.spec import (
     ModelSpec,
     ProjectSpec,
 )
-from mlforge.data.raw import day_column, load_days, missing_days
+from mlforge.data.raw import load_days, missing_days
 from mlforge.errors import DataError, MissingPartitionsError, MLForgeError
 from mlforge.features.offline import missing_snapshots, read_snapshot
 from mlforge.features.refs import service_features
@@ -238,7 +238,7 @@ def build_labels(
             stage_name, f"raw/{ds.name}", missing, "Materialize (backfill) them first."
         )
     # one read of every raw day the horizons cover, shared by all the days' labels
-    events = load_days(storage, ds, future).with_columns(day_column(ds).alias("__day"))
+    events = load_days(storage, ds, future, day_col="__day")
     stored = []
     for d in days:
         keys = [read_snapshot(storage, v.name, d)[join_key] for v in views]

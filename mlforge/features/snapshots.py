@@ -116,9 +116,8 @@ def iter_snapshots(
         rule = None
         if view.kind == "profile":
             attrs = tuple(dict.fromkeys(f.column or f.name for f in view.features))
-            rule = IndexRule(
-                view.source, entity_key, (), attrs, day_col if day_col in events.columns else None
-            )
+            # without the stored index the day stands for valid_from (day precision)
+            rule = IndexRule(view.source, entity_key, (), attrs, day_col)
         folded = index_as_of(events, entity_key, day_col, days, cols, rule)
         index = folded.__getitem__
     if view.kind != "transformations":

@@ -59,14 +59,17 @@ def trace_model_data(
 
     # (dataset, day) -> sha256 the model read, and how it got there
     wanted: dict[tuple[str, str], tuple[str | None, set[str]]] = {}
+    folded: dict[str, date] = {}  # dataset -> the latest snapshot day whose index it folds into
     for (view, d), meta in metas.items():
         ds = spec.feature_view(view).source
         for day, sha in meta["lineage"].items():
             wanted.setdefault((ds, day), (sha, set()))[1].add(f"features/{view}")
         if "entity_index" in meta:
-            # the universe and lifetime values fold every raw day up to the snapshot's
-            for day in clip(spec, days_between(spec.partitions.start, d)):
-                wanted.setdefault((ds, key(day)), (None, set()))[1].add(f"entities/{ds}")
+            folded[ds] = max(d, folded.get(ds, d))
+    for ds, last in folded.items():
+        # the universe and lifetime values fold every raw day up to the snapshot's
+        for day in clip(spec, days_between(spec.partitions.start, last)):
+            wanted.setdefault((ds, key(day)), (None, set()))[1].add(f"entities/{ds}")
     label_ds = m.label.dataset
     for d in days:
         lo, hi = label_window(m, d)

@@ -68,14 +68,14 @@ class MLForgeClient:
 
 
 def _index_from(project: Project, dataset: str, first: date) -> date:
-    """The first day the entity index of `dataset` must be built from so that `first` can fold."""
-    from mlforge.features.entities import missing_index_days
+    """The first day the entity index of `dataset` must be built from so that `first` can fold:
+    the first day before it without a stored index (one listing), else `first` itself."""
+    from mlforge.features.entities import stored_index_days
     from mlforge.io.timeline import days_between
 
     start = project.spec.partitions.start
     if first <= start:
         return start
-    gaps = missing_index_days(
-        project.storage, dataset, days_between(start, date.fromordinal(first.toordinal() - 1))
-    )
-    return date.fromisoformat(gaps[0]) if gaps else first
+    stored = stored_index_days(project.storage, dataset)
+    before = days_between(start, date.fromordinal(first.toordinal() - 1))
+    return next((d for d in before if d not in stored), first)
