@@ -60,6 +60,7 @@ def raw_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
         kinds={"parquet", "polars", "dvc"},
         deps=[],
         run=run,
+        every_day=True,
         checks=[
             check(
                 "not_null",

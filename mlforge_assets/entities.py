@@ -22,7 +22,7 @@ from mlforge.features.entities import (
     read_index,
     write_index,
 )
-from mlforge_assets.partitions import asset_key, window
+from mlforge_assets.partitions import asset_key, previous
 from mlforge_assets.stage import Stage, StageResult, stage_asset
 
 
@@ -72,6 +72,7 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
         description=f"Every {ds.entity} seen in `{ds.name}` up to the day (the universe models score), "
         "with first/last day and lifetime statistics.",
         kinds={"parquet", "polars"},
-        deps=[window(asset_key(project, "raw", ds.name), 0, 0), window(key, -1, -1)],
+        deps=[dg.AssetDep(asset_key(project, "raw", ds.name)), previous(key)],
         run=run,
+        every_day=True,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlforge.config.project import Project
+from mlforge.io.timeline import Cadence
 from mlforge_assets.datasets import raw_asset
 from mlforge_assets.deployments import deployment_asset
 from mlforge_assets.drift import drift_asset
@@ -53,11 +54,12 @@ def build_definitions(project: Project) -> dg.Definitions:
     spec = project.spec
     refresh = refresh_job(project)
     retrains = {m.name: retrain_job(project, m.name) for m in spec.models}
+    cadence = Cadence.of(spec)
     schedules = [
         day_schedule(
             project,
             f"{spec.project}_daily_refresh_schedule",
-            spec.schedules.daily_refresh_cron,
+            spec.schedules.daily_refresh_cron or cadence.cron(3),
             refresh,
             spec.schedules.enabled,
         )
@@ -66,7 +68,7 @@ def build_definitions(project: Project) -> dg.Definitions:
         day_schedule(
             project,
             f"{spec.project}_{m.name}_weekly_retrain",
-            m.retrain_cron,
+            m.retrain_cron or cadence.cron(4, weekly=True),
             retrains[m.name],
             spec.schedules.enabled,
         )

@@ -79,8 +79,11 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
         description=view.description or f"Snapshot of `{view.name}` as of the end of the day.",
         kinds={"parquet", "polars"},
         deps=[
-            *[window(asset_key(project, "raw", src.name), -(view.read_days - 1), 0) for src in sources],
-            window(asset_key(project, "entities", ds.name), 0, 0),
+            *[
+                window(project, asset_key(project, "raw", src.name), -(view.read_days - 1), 0)
+                for src in sources
+            ],
+            dg.AssetDep(asset_key(project, "entities", ds.name)),
         ],
         run=run,
         checks=[

@@ -47,7 +47,7 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         kinds={"parquet", "polars"},
         deps=[
             *[dg.AssetDep(asset_key(project, "features", v.name)) for v in label_views(spec, model)],
-            window(asset_key(project, "raw", ds.name), 1, h),
+            window(project, asset_key(project, "raw", ds.name), 1, h),
         ],
         run=run,
         automation_condition=when_matured(h),

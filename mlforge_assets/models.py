@@ -9,7 +9,7 @@ import dagster as dg
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
 from mlforge.features.refs import service_features
-from mlforge.io.timeline import training_offsets
+from mlforge.io.timeline import Cadence, training_offsets
 from mlforge.models.metrics import metric, min_quality
 from mlforge.models.registration import register_cutoff
 from mlforge.models.training import train_cutoff
@@ -22,13 +22,14 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     """Training for each cutoff day; blocked from registration below the quality minimum."""
     spec = project.spec
     start, end = training_offsets(model)
+    cadence = Cadence.of(spec)
     views = sorted({v for v, _ in service_features(spec, model.feature_service)})
     gate, gate_metric = model.gate, model.gate_metric
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         results = []
         for d in days:
-            tags = stage.lineage_tags(d.isoformat())
+            tags = stage.lineage_tags(cadence.key_of(d))
             results.append(train_cutoff(stage.storage, stage.tracker, spec, model, d, tags))
         last = results[-1]
         run_url = stage.tracker.run_url(last.experiment_id, last.run_id)
@@ -73,8 +74,8 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
         or f"`{model.name}` trained on snapshots whose labels matured by the cutoff.",
         kinds={algorithm_kind(model.algorithm), "mlflow"},
         # the training snapshots, and the cutoff's own (the drift reference: the population served)
-        deps=[window(asset_key(project, "features", v), start, 0) for v in views]
-        + [window(asset_key(project, "labels", model.name), start, end)],
+        deps=[window(project, asset_key(project, "features", v), start, 0) for v in views]
+        + [window(project, asset_key(project, "labels", model.name), start, end)],
         run=run,
         checks=[
             check(
@@ -90,10 +91,11 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
 
 def registered_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     """A new MLflow model version per cutoff, `challenger`, promoted to `champion` by the gate."""
+    cadence = Cadence.of(project.spec)
 
     def run(stage: Stage, days: list[date]) -> StageResult:
         regs = [
-            register_cutoff(stage.storage, stage.tracker, model, d, stage.lineage_tags(d.isoformat()))
+            register_cutoff(stage.storage, stage.tracker, model, d, stage.lineage_tags(cadence.key_of(d)))
             for d in days
         ]
         last = regs[-1]

@@ -15,6 +15,7 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.errors import MLForgeError
+from mlforge.io.timeline import Cadence
 from mlforge_assets.factory import build_assets
 from mlforge_assets.metadata import metadata_values, step_failures
 from mlforge_assets.partitions import asset_key
@@ -42,6 +43,7 @@ class Runner:
         self.project = project
         self.log_level = log_level
         self.instance = instance or dg.DagsterInstance.ephemeral()
+        self.cadence = Cadence.of(project.spec)
         self.assets = build_assets(project)
         self.resources = resources_for(project)
 
@@ -56,16 +58,17 @@ class Runner:
         last: date | None = None,
         raise_on_error: bool = True,
     ) -> StepResult:
-        """Materialize `keys` for one day or the range first..last in a single run."""
+        """Materialize `keys` for the partitions holding the days first..last, in a single run."""
         last = last or first
         t0 = time.perf_counter()
         kwargs: dict[str, object] = {}
-        if first == last:
-            kwargs["partition_key"] = first.isoformat()
+        lo, hi = self.cadence.key_of(first), self.cadence.key_of(last)
+        if lo == hi:
+            kwargs["partition_key"] = lo
         else:
             kwargs["tags"] = {
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
+                "dagster/asset_partition_range_start": lo,
+                "dagster/asset_partition_range_end": hi,
             }
         result = dg.materialize(
             self.assets,
@@ -84,8 +87,8 @@ class Runner:
             meta[mat.asset_key.to_user_string()] = metadata_values(mat.metadata)
         return StepResult(
             keys=[k.to_user_string() for k in keys],
-            first=first.isoformat(),
-            last=last.isoformat(),
+            first=lo,
+            last=hi,
             seconds=time.perf_counter() - t0,
             run_id=result.run_id,
             metadata=meta,
@@ -102,8 +105,10 @@ class Runner:
         """
         spec = self.project.spec
         start = spec.partitions.start
-        end = history_end or spec.partitions.end
-        cutoff = cutoff or end
+        # under a weekly or monthly cadence, days move back to the last whole partition's snapshot day
+        snap = self.cadence.snap
+        end = snap(history_end or spec.partitions.end)
+        cutoff = snap(cutoff) if cutoff else end
         steps: list[tuple[str, list[dg.AssetKey], date, date]] = [
             ("raw datasets", [self.key("raw", d.name) for d in spec.datasets], start, end),
             (
@@ -115,7 +120,7 @@ class Runner:
             ),
         ]
         for m in spec.models:
-            matured = date.fromordinal(min(cutoff.toordinal(), end.toordinal() - m.label.horizon_days))
+            matured = snap(date.fromordinal(min(cutoff.toordinal(), end.toordinal() - m.label.horizon_days)))
             steps.append((f"labels/{m.name}", [self.key("labels", m.name)], start, matured))
         per_cutoff = [self.key("online", v.name) for v in spec.feature_views]
         for m in spec.models:

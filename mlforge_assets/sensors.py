@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -14,6 +14,7 @@ from mlforge.config.spec import DeploymentSpec
 from mlforge.deployment.champion import apply_champion_sync, plan_champion_sync
 from mlforge.deployment.decisions import decide
 from mlforge.deployment.manifest import DeploymentConflictError, Manifest, read_manifest, write_manifest
+from mlforge.io.timeline import Cadence
 from mlforge.monitoring.alerts import Alert
 from mlforge.monitoring.drift_events import (
     DriftCursor,
@@ -81,7 +82,9 @@ def drift_sensor(project: Project, model: str, job: Any) -> dg.SensorDefinition:
             context.log.info(f"{len(result.records)} drift report(s): {why}; no retrain")
             return dg.SensorResult(skip_reason=dg.SkipReason(why), cursor=cursor)
         partition, share = request.partition, request.share
-        cutoff = retrain_cutoff(partition, context.instance.get_materialized_partitions(labels), horizon)
+        cadence = Cadence.of(project.spec)
+        matured = context.instance.get_materialized_partitions(labels)
+        cutoff = retrain_cutoff(cadence, partition, matured, horizon)
         if cutoff is None:
             why = f"drift {share:.2f} on {partition}, but no {labels.to_user_string()} partition to train on"
             context.log.warning(why)
@@ -116,6 +119,7 @@ def landing_sensor(project: Project, dataset: str, job: Any) -> dg.SensorDefinit
     from mlforge.data.landing import inspect_file, landing_of
 
     ds = project.spec.dataset(dataset)
+    cadence = Cadence.of(project.spec)
 
     @dg.sensor(
         name=f"{project.spec.project}_{dataset}_landing",
@@ -146,13 +150,14 @@ def landing_sensor(project: Project, dataset: str, job: Any) -> dg.SensorDefinit
                 context.log.warning(f"quarantined {name}: {found.error}")
                 continue
             context.log.info(f"{name}: {found.rows} rows for {len(found.days)} day(s)")
+            partitions = sorted({cadence.key_of(d) for d in found.days})
             requests += [
                 dg.RunRequest(
-                    run_key=f"landing-{dataset}-{name}-{found.sha256[:12]}-{d}",
-                    partition_key=d.isoformat(),
+                    run_key=f"landing-{dataset}-{name}-{found.sha256[:12]}-{p}",
+                    partition_key=p,
                     tags={"mlforge/landing_file": name},
                 )
-                for d in found.days
+                for p in partitions
             ]
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
@@ -167,6 +172,7 @@ def replay_sensor(project: Project, job: Any) -> dg.SensorDefinition:
     """
     replay = project.spec.replay
     assert replay is not None
+    cadence = Cadence.of(project.spec)
 
     @dg.sensor(
         name=f"{project.spec.project}_replay",
@@ -179,13 +185,15 @@ def replay_sensor(project: Project, job: Any) -> dg.SensorDefinition:
         busy = context.instance.get_run_records(dg.RunsFilter(statuses=[*IN_PROGRESS_STATUSES]), limit=1)
         if busy:
             return dg.SkipReason(f"waiting for run {busy[0].dagster_run.run_id} to finish")
-        day = date.fromisoformat(context.cursor) + timedelta(days=1) if context.cursor else replay.start
+        # one partition per tick: the next period after the cursor's (a day when daily)
+        day = cadence.next_start(date.fromisoformat(context.cursor)) if context.cursor else replay.start
         if day > replay.end:
             return dg.SkipReason(f"replay finished at {replay.end}")
+        partition = cadence.key_of(day)
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=f"replay-{day}", partition_key=day.isoformat(), tags={"mlforge/replay": "1"}
+                    run_key=f"replay-{partition}", partition_key=partition, tags={"mlforge/replay": "1"}
                 )
             ],
             cursor=day.isoformat(),

@@ -21,7 +21,7 @@ from mlforge.io.storage import Storage
 from mlforge.models.tracking import Tracker
 from mlforge.monitoring.alerts import AlertBook
 from mlforge_assets.metadata import metadata_value
-from mlforge_assets.partitions import daily_partitions, partition_days
+from mlforge_assets.partitions import partition_days, partitions_def
 from mlforge_resources import AlertsResource, MLflowResource, OnlineStoreResource, StorageResource
 
 
@@ -102,8 +102,13 @@ def stage_asset(
     run: Callable[[Stage, list[date]], StageResult],
     checks: Sequence[CheckDecl] = (),
     automation_condition: dg.AutomationCondition | None = None,
+    every_day: bool = False,
 ) -> dg.AssetsDefinition:
-    """A partitioned asset that runs `run` over its days and reports metadata and checks."""
+    """A partitioned asset that runs `run` over its days and reports metadata and checks.
+
+    `run` gets the snapshot day of each partition, or every day of their periods (`every_day`:
+    the stages stored per day); the two are the same under a daily cadence.
+    """
     check_specs = [
         dg.AssetCheckSpec(
             c.name, asset=key, description=c.description, blocking=c.blocking, metadata=c.metadata
@@ -120,7 +125,7 @@ def stage_asset(
         kinds=kinds,
         owners=owners or None,
         deps=list(deps),
-        partitions_def=daily_partitions(project),
+        partitions_def=partitions_def(project),
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=check_specs or None,
         automation_condition=automation_condition,
@@ -132,7 +137,7 @@ def stage_asset(
         mlflow: MLflowResource,
         alerts: AlertsResource,
     ) -> dg.MaterializeResult:
-        days = partition_days(context)
+        days = partition_days(project, context, every_day)
         stage = Stage(project, context, storage.get(), online_store, mlflow)
         try:
             result = run(stage, days)

@@ -68,13 +68,25 @@ class PartitionsSpec(_Model):
     """The one time partitioning every stage shares."""
 
     start: date
-    end: date = Field(description="Last partition (inclusive).")
-    cadence: Literal["daily"] = "daily"
+    end: date = Field(description="Last day (inclusive); the last partition is the last whole period.")
+    cadence: Literal["daily", "weekly", "monthly"] = Field(
+        "daily",
+        description="Partition length. Periods start on `start` (weekly: its weekday; monthly: its "
+        "day of the month); snapshots are taken as of each period's last day.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PartitionsSpec:
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if self.cadence == "monthly" and self.start.day > 28:
+            raise ValueError(
+                f"a monthly cadence's periods start on the start's day of the month, which must be "
+                f"1..28 (every month has it), got {self.start}"
+            )
+        span = {"daily": 1, "weekly": 7, "monthly": 28}[self.cadence]
+        if (self.end - self.start).days + 1 < span:
+            raise ValueError(f"{self.start}..{self.end} holds no whole {self.cadence} period")
         return self
 
 
@@ -494,7 +506,11 @@ class ModelSpec(_Model):
     training: TrainingSpec = TrainingSpec()
     validation: ValidationSpec = ValidationSpec()
     gate: GateSpec = GateSpec()
-    retrain_cron: str = Field("0 4 * * 1", description="Weekly retrain schedule.")
+    retrain_cron: str | None = Field(
+        None,
+        description="Retrain schedule (default: 04:00 on the first day of each week under a daily or "
+        "weekly cadence, of each period under a monthly one).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -641,9 +657,11 @@ class MonitoringSpec(_Model):
 
 
 class ScheduleSpec(_Model):
-    """The daily refresh."""
+    """The refresh of each new partition (raw → features → … → predictions)."""
 
-    daily_refresh_cron: str = "0 3 * * *"
+    daily_refresh_cron: str | None = Field(
+        None, description="Refresh schedule (default: 03:00 on the first day of each new period)."
+    )
     enabled: bool = False
 
 

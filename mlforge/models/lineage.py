@@ -34,7 +34,7 @@ def trace_model_data(
     """
     from mlforge.features.refs import service_features
     from mlforge.io.storage import read_json
-    from mlforge.io.timeline import clip, days_between, label_window, training_dates
+    from mlforge.io.timeline import Cadence, clip, days_between, label_window, training_dates
     from mlforge.models.training import data_version, input_versions
 
     m = spec.model(model)
@@ -44,7 +44,7 @@ def trace_model_data(
             f"model {model} has no training run for cutoff {key(cutoff)} ({storage.uri(run_key)})"
         )
     run = read_json(storage, run_key)
-    train_days, holdout = training_dates(m, cutoff)
+    train_days, holdout = training_dates(m, cutoff, Cadence.of(spec))
     days = [*clip(spec, train_days), holdout]
     views = sorted({v for v, _ in service_features(spec, m.feature_service)})
 

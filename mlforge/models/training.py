@@ -30,7 +30,7 @@ from mlforge.features.refs import service_features
 from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
-from mlforge.io.timeline import clip, key, training_dates
+from mlforge.io.timeline import Cadence, clip, key, training_dates
 from mlforge.models.base import (
     ALGORITHM_TAG,
     CUTOFF_TAG,
@@ -96,7 +96,7 @@ def data_version(versions: dict[str, str]) -> str:
 
 def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, cutoff: date) -> TrainingData:
     """Assemble the training set of `model` for `cutoff` from stored labels and snapshots."""
-    train_days, holdout_day = training_dates(model, cutoff)
+    train_days, holdout_day = training_dates(model, cutoff, Cadence.of(spec))
     train_days = clip(spec, train_days)
     if holdout_day < spec.partitions.start or len(train_days) < model.training.min_train_snapshots:
         raise MLForgeError(

@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
+
+from mlforge.io.timeline import Cadence
 
 #: Run tag saying what requested a run; "drift" for the retrains requested here.
 DRIFT_TRIGGER_TAG = "mlforge/trigger"
@@ -128,17 +130,20 @@ def judge_reports(
     return new, RetrainRequest(top.partition, top.share, top.storage_id, top.run_id, top.report_html)
 
 
-def retrain_cutoff(drift_day: str, matured_label_days: Iterable[str], horizon_days: int) -> str | None:
-    """The cutoff to retrain on: min(drift day, newest matured label day + horizon); None: no labels.
+def retrain_cutoff(
+    cadence: Cadence, drift_partition: str, matured_label_partitions: Iterable[str], horizon_days: int
+) -> str | None:
+    """The cutoff partition to retrain on: the drifted one, or the newest whose holdout labels
+    (cutoff − horizon) have matured, whichever is earlier; None: no labels.
 
-    A cutoff's holdout labels are those of cutoff − horizon, so the newest trainable cutoff is the
-    newest label partition plus the horizon.
+    A cutoff's holdout labels are those of its snapshot day − horizon, so the newest trainable
+    cutoff is the newest label snapshot plus the horizon (moved back to a snapshot day).
     """
-    matured = list(matured_label_days)
+    matured = list(matured_label_partitions)
     if not matured:
         return None
-    trainable = date.fromisoformat(max(matured)) + timedelta(days=horizon_days)
-    return min(date.fromisoformat(drift_day), trainable).isoformat()
+    trainable = cadence.snap(cadence.snapshot_day(max(matured)) + timedelta(days=horizon_days))
+    return cadence.key_of(min(cadence.snapshot_day(drift_partition), trainable))
 
 
 def _number(v: Any) -> float | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import pytest
 
+from mlforge.io.timeline import Cadence
 from mlforge.monitoring.drift_events import (
     DRIFT_TRIGGER_TAG,
     DriftCursor,
@@ -152,4 +154,5 @@ def test_cursor_round_trip_and_old_cursors() -> None:
     ],
 )
 def test_retrain_cutoff(drift_day: str, matured: Any, expected: str | None) -> None:
-    assert retrain_cutoff(drift_day, matured, 90) == expected
+    daily = Cadence("daily", date(1997, 1, 1), date(1998, 6, 30))
+    assert retrain_cutoff(daily, drift_day, matured, 90) == expected
