@@ -19,7 +19,7 @@ from mlforge.config.spec import ModelSpec
 from mlforge.data.checks import CheckOutcome
 from mlforge.errors import DataError
 from mlforge.features.offline import service_frame
-from mlforge.features.refs import service_features
+from mlforge.features.refs import service_features, service_views
 from mlforge.io import layout
 from mlforge.io.storage import read_parquet, write_json
 from mlforge.models.base import CUTOFF_TAG
@@ -130,7 +130,9 @@ def drift_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             "against the champion's reference."
         ),
         kinds={"evidently", "html"},
-        deps=[dg.AssetDep(asset_key(project, "features", v)) for v in sorted({v for v, _ in pairs})]
+        deps=[
+            dg.AssetDep(asset_key(project, "features", v)) for v in service_views(spec, model.feature_service)
+        ]
         + [dg.AssetDep(asset_key(project, "models", model.name, "registered"))],
         run=run,
         checks=[

@@ -8,7 +8,7 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
-from mlforge.features.refs import service_features
+from mlforge.features.refs import service_views
 from mlforge.io.timeline import Cadence, training_offsets
 from mlforge.models.metrics import metric, min_quality
 from mlforge.models.registration import register_cutoff
@@ -23,7 +23,7 @@ def trained_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     spec = project.spec
     start, end = training_offsets(model)
     cadence = Cadence.of(spec)
-    views = sorted({v for v, _ in service_features(spec, model.feature_service)})
+    views = service_views(spec, model.feature_service)
     gate, gate_metric = model.gate, model.gate_metric
 
     def run(stage: Stage, days: list[date]) -> StageResult:

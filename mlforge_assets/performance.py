@@ -8,7 +8,6 @@ import dagster as dg
 
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
-from mlforge.features.refs import service_features
 from mlforge.io import layout
 from mlforge.io.storage import write_json
 from mlforge.io.timeline import key
@@ -45,8 +44,7 @@ HEADLINE = (
 def performance_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
     """Daily live performance of one model: quality vs matured labels, latency and errors from the log."""
     spec = project.spec
-    pairs = service_features(spec, model.feature_service)
-    join_key = spec.join_key(pairs[0][0])
+    join_key = spec.service_entity(model.feature_service).join_key
     horizon = model.label.horizon_days
     endpoints = spec.endpoints_of(model.name)
     thresholds = spec.monitoring_for(model.name).alert_thresholds

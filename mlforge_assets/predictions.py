@@ -9,7 +9,7 @@ import dagster as dg
 from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
 from mlforge.features.offline import service_frame
-from mlforge.features.refs import service_features
+from mlforge.features.refs import service_features, service_views
 from mlforge.io import layout
 from mlforge.io.storage import write_parquet
 from mlforge.models.predictions import PREDICTED_LABEL, score_frame
@@ -25,7 +25,7 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
     spec = project.spec
     pairs = service_features(spec, model.feature_service)
     features = [f for _, f in pairs]
-    join_key = spec.join_key(pairs[0][0])
+    join_key = spec.service_entity(model.feature_service).join_key
 
     registered = asset_key(project, "models", model.name, "registered")
 
@@ -62,7 +62,9 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         group="predictions",
         description=f"Scores of every {join_key} by the `{model.name}` champion, for offline consumers.",
         kinds={"parquet", algorithm_kind(model.algorithm)},
-        deps=[dg.AssetDep(asset_key(project, "features", v)) for v in sorted({v for v, _ in pairs})]
+        deps=[
+            dg.AssetDep(asset_key(project, "features", v)) for v in service_views(spec, model.feature_service)
+        ]
         + [dg.AssetDep(registered)],
         run=run,
         automation_condition=after_upstream(registered, label="rescore after a new registration"),

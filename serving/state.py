@@ -306,18 +306,18 @@ class ServingState:
         store = self.online()
         reader = self._reader
         x = np.full((len(ids), len(ep.manifest.feature_names)), np.nan, dtype=np.float32)
-        found = np.zeros(len(ids), dtype=bool)
-        for vc in ep.plan.reads:
+
+        def read(view: str, keys: Sequence[str], width: int) -> tuple[np.ndarray, np.ndarray]:
             try:
-                got = reader.read(vc.view, ids, vc.width) if reader is not None else None
-                values, hit = got if got is not None else store.read(vc.view, ids, vc.width)
+                got = reader.read(view, keys, width) if reader is not None else None
+                return got if got is not None else store.read(view, keys, width)
             except MLForgeError:
                 raise
             except Exception as exc:
-                raise StoreUnavailableError(f"online store read of {vc.view} failed: {exc}") from None
-            x[:, vc.dst] = values[:, vc.src]
-            found |= hit
-        return x, found
+                raise StoreUnavailableError(f"online store read of {view} failed: {exc}") from None
+
+        found = ep.plan.execute(read, ids, x)
+        return x, np.asarray(found.any(axis=1), dtype=bool)
 
     def resolve(self, endpoint: str) -> LoadedEndpoint:
         """The loaded endpoint, or a 404/503 that says why not."""

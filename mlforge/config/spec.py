@@ -316,11 +316,25 @@ class FeatureViewSpec(_Model):
         return max(windows, default=1)
 
 
+class ServiceJoin(_Model):
+    """A view keyed by another entity, joined through a feature of a main-entity view.
+
+    ``{view: store_stats, on: "customer_profile:store_id"}``: each row's `store_id` as of the
+    snapshot (an `int`, or a `category` whose value is the key) picks the `store_stats` row of that
+    store as of the same snapshot — offline point-in-time, online as a second read.
+    """
+
+    view: str
+    on: str = Field(description="'view:feature' of a main-entity view holding the other entity's key.")
+
+
 class FeatureServiceSpec(_Model):
-    """What a model reads: 'view:feature' or 'view:*' references."""
+    """What a model reads: 'view:feature' or 'view:*' references; views keyed by another entity
+    are joined through a main-entity feature (`joins`)."""
 
     name: Annotated[str, Field(pattern=NAME)]
     features: list[str] = Field(min_length=1)
+    joins: list[ServiceJoin] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _refs(self) -> FeatureServiceSpec:
@@ -752,6 +766,12 @@ class ProjectSpec(_Model):
                 continue
             src = datasets[v.source]
             cols = src.columns
+            if src.entity != v.entity and {src.entity, v.entity} <= entities:
+                problems.append(
+                    f"feature_views[{i}].entity: '{v.entity}', but its source '{v.source}' is about "
+                    f"{src.entity}: a view is keyed by its source's entity (a view of another entity "
+                    "reads a dataset of that entity and is joined in a feature service)"
+                )
             for name in v.extra_sources:
                 if name not in datasets:
                     problems.append(
@@ -798,6 +818,7 @@ class ProjectSpec(_Model):
                     problems.append(
                         f"feature_services[{i}].features: unknown feature view '{view}' in '{ref}'"
                     )
+            problems.extend(_service_joins(f"feature_services[{i}]", s, views))
         for i, m in enumerate(self.models):
             if m.feature_service not in services:
                 problems.append(
@@ -846,6 +867,14 @@ class ProjectSpec(_Model):
         return self
 
     # --- lookups used everywhere ---
+
+    def service_entity(self, service: str) -> EntitySpec:
+        """The entity a feature service's rows are about: that of its views not joined through
+        another (validated to be one)."""
+        s = self.feature_service(service)
+        joined = {j.view for j in s.joins}
+        first = next(r.split(":", 1)[0] for r in s.features if r.split(":", 1)[0] not in joined)
+        return self.entity(self.feature_view(first).entity)
 
     def dataset(self, name: str) -> DatasetSpec:
         """The dataset called `name`."""
@@ -1033,3 +1062,52 @@ def load_spec(path: str | Path, check_files: bool = True) -> ProjectSpec:
         if missing:
             raise SpecError(str(p), missing)
     return spec
+
+
+def _service_joins(where: str, s: FeatureServiceSpec, views: dict[str, FeatureViewSpec]) -> list[str]:
+    """Problems of a service's views and joins: one main entity, every other entity's view joined
+    through an int or category feature of a main-entity view."""
+    used = [r.split(":", 1)[0] for r in s.features if r.split(":", 1)[0] in views]
+    joined = {j.view: j for j in s.joins}
+    main = {views[v].entity for v in used if v not in joined}
+    if len(main) > 1:
+        return [
+            f"{where}.features: views of entities {sorted(main)}: a service has one main entity, the "
+            "others' views are joined through a feature of its views (joins: [{view, on: 'view:feature'}])"
+        ]
+    if not main:  # no known view at all is reported with the features
+        return [f"{where}.joins: every view is joined: one must be of the main entity"] if used else []
+    entity = main.pop()
+    out = [
+        f"{where}.features: '{v}' is keyed by {views[v].entity}, not {entity}: join it through a "
+        f"feature of a {entity} view (joins: [{{view: {v}, on: 'view:feature'}}])"
+        for v in dict.fromkeys(used)
+        if views[v].entity != entity and v not in joined
+    ]
+    for k, j in enumerate(s.joins):
+        at = f"{where}.joins[{k}]"
+        if j.view not in views:
+            out.append(f"{at}.view: unknown feature view '{j.view}'")
+            continue
+        if j.view not in used:
+            out.append(f"{at}.view: '{j.view}' is not among the service's features")
+        if views[j.view].entity == entity:
+            out.append(f"{at}.view: '{j.view}' is keyed by the main entity {entity}: list it without a join")
+        on_view, sep, feat = j.on.partition(":")
+        if not sep or on_view not in views:
+            out.append(f"{at}.on: '{j.on}' must name 'view:feature' of a {entity} view")
+            continue
+        if views[on_view].entity != entity:
+            out.append(
+                f"{at}.on: '{on_view}' is keyed by {views[on_view].entity}, not the main entity {entity}"
+            )
+            continue
+        declared = {f.name: f for f in views[on_view].features}
+        if feat not in declared:
+            out.append(
+                f"{at}.on: '{on_view}' declares no feature '{feat}' holding the {views[j.view].entity} key "
+                f"(declared: {sorted(declared)}); the key comes from a profile or SQL view's int or category feature"
+            )
+        elif declared[feat].type not in ("int", "category"):
+            out.append(f"{at}.on: '{j.on}' is {declared[feat].type}: a key is an int or a category")
+    return out

@@ -9,7 +9,7 @@ from mlforge.deployment.manifest import Manifest, Variant, read_manifest, write_
 from mlforge.deployment.state import VariantRole
 from mlforge.deployment.variants import plan_variants
 from mlforge.errors import ModelNotFoundError
-from mlforge.features.refs import service_features
+from mlforge.features.refs import service_features, service_views
 from mlforge.io.storage import Storage
 from mlforge.io.timeline import key
 from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, Task
@@ -58,8 +58,8 @@ def deploy_endpoint(
         strategy=dep.strategy.kind,
         feature_service=model.feature_service,
         feature_names=[f for _, f in pairs],
-        entity_key=spec.join_key(pairs[0][0]),
-        views=sorted({v for v, _ in pairs}),
+        entity_key=spec.service_entity(model.feature_service).join_key,
+        views=service_views(spec, model.feature_service),
         variants=variants,
         partition=key(partition),
         state=state,

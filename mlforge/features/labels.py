@@ -187,14 +187,14 @@ class StoredLabels:
 
 
 def label_view(spec: ProjectSpec, model: ModelSpec) -> FeatureViewSpec:
-    """The first feature view of the model's service: its entity is the model's entity."""
-    return spec.feature_view(service_features(spec, model.feature_service)[0][0])
+    """The first view of the model's service keyed by its main entity (the model's entity)."""
+    return label_views(spec, model)[0]
 
 
 def label_views(spec: ProjectSpec, model: ModelSpec) -> list[FeatureViewSpec]:
     """The service's views of the model's entity: the entities of their snapshots (the union of
     their universes) get labelled."""
-    entity = label_view(spec, model).entity
+    entity = spec.service_entity(model.feature_service).name
     names = dict.fromkeys(v for v, _ in service_features(spec, model.feature_service))
     return [spec.feature_view(n) for n in names if spec.feature_view(n).entity == entity]
 

@@ -2,22 +2,26 @@
 
 `point_in_time_join` is the join behind `FeatureStore.get_historical_features` and every training
 set: for each (entity, event timestamp) row it takes the latest snapshot at or before that time
-and within the view's TTL — never one from after it.
+and within the view's TTL — never one from after it. `join_service` applies it to every view
+of a feature service, a view keyed by another entity through the key its main-entity view held
+at the same time (a two-step point-in-time join).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import polars as pl
 
 from mlforge.config.spec import ProjectSpec
 from mlforge.errors import DataError, MissingPartitionsError
-from mlforge.features.refs import service_features
+from mlforge.features.read_plan import JoinKey
+from mlforge.features.refs import service_features, service_views
 from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
-from mlforge.io.timeline import key
+from mlforge.io.timeline import end_of, key
 
 
 def write_snapshot(
@@ -109,18 +113,72 @@ def point_in_time_join(
     return left.drop("__entity_ts").join(matched, on="__row", how="left").sort("__row").drop("__row")
 
 
-def service_frame(storage: Storage, spec: ProjectSpec, service: str, d: date) -> pl.DataFrame:
-    """Every entity's features of a feature service as of day `d` (the views' snapshots joined)."""
+def join_service(
+    rows: pl.DataFrame, spec: ProjectSpec, service: str, snapshots: Callable[[str], pl.DataFrame]
+) -> pl.DataFrame:
+    """Every feature of `service`, point-in-time, onto `rows` of (main join key, event_timestamp).
+
+    `snapshots(view)` gives the view's stored snapshots (read once per view). A joined view's row
+    is the one of the key its main-entity feature held at the row's time (a missing key or no
+    such row: nulls), then as of that same time within the view's TTL.
+    """
     pairs = service_features(spec, service)
-    frame: pl.DataFrame | None = None
-    for view_name in dict.fromkeys(v for v, _ in pairs):
+    main_key = spec.service_entity(service).join_key
+    joins = {j.view: JoinKey.of(spec, j) for j in spec.feature_service(service).joins}
+    cache: dict[str, pl.DataFrame] = {}
+
+    def snaps(view: str) -> pl.DataFrame:
+        if view not in cache:
+            cache[view] = snapshots(view)
+        return cache[view]
+
+    def ttl(view: str) -> timedelta:
+        return timedelta(days=spec.feature_view(view).ttl_days)
+
+    out = rows
+    for view in dict.fromkeys(v for v, _ in pairs):
+        cols = [f for v, f in pairs if v == view]
+        via = joins.get(view)
+        if via is None:
+            out = point_in_time_join(out, snaps(view), main_key, ttl(view), cols)
+            continue
+        held = point_in_time_join(
+            out.select(main_key, EVENT_TS), snaps(via.view), main_key, ttl(via.view), [via.feature]
+        )
+        right = snaps(view)
+        other = spec.join_key(view)
+        keys = pl.Series("__via", via.keys(held[via.feature].to_numpy()), dtype=pl.String)
+        joined = point_in_time_join(
+            out.with_columns(keys.cast(right.schema[other])),
+            right.rename({other: "__via"}),
+            "__via",
+            ttl(view),
+            cols,
+        )
+        out = joined.drop("__via")
+    return out
+
+
+def service_frame(storage: Storage, spec: ProjectSpec, service: str, d: date) -> pl.DataFrame:
+    """Every entity's features of a feature service as of day `d`: one row per entity of the main
+    views' snapshots (the union of their universes), joined views through their keys."""
+    pairs = service_features(spec, service)
+    views = list(dict.fromkeys(v for v, _ in pairs))
+    joins = spec.feature_service(service).joins
+    for view_name in service_views(spec, service):
         missing = missing_snapshots(storage, view_name, [d])
         if missing:
             raise MissingPartitionsError(f"service {service}", f"features/{view_name}", missing)
-        join_key = spec.join_key(view_name)
-        cols = [f for v, f in pairs if v == view_name]
-        snap = read_snapshot(storage, view_name, d).select(join_key, *cols)
-        frame = snap if frame is None else frame.join(snap, on=join_key, how="full", coalesce=True)
-    if frame is None:
+    main_key = spec.service_entity(service).join_key
+    joined = {j.view for j in joins}
+    entities: pl.DataFrame | None = None
+    for view_name in views:
+        if view_name in joined:
+            continue
+        ids = read_snapshot(storage, view_name, d).select(main_key)
+        entities = ids if entities is None else entities.join(ids, on=main_key, how="full", coalesce=True)
+    if entities is None:
         raise DataError(f"feature service {service} names no features")
-    return frame
+    rows = entities.with_columns(pl.lit(end_of(d)).cast(pl.Datetime("us")).alias(EVENT_TS))
+    frame = join_service(rows, spec, service, lambda v: read_snapshot(storage, v, d))
+    return frame.drop(EVENT_TS)

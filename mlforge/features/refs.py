@@ -52,8 +52,27 @@ def feature_names(view: FeatureViewSpec) -> list[str]:
 
 
 def service_features(spec: ProjectSpec, service: str) -> list[tuple[str, str]]:
-    """(view, feature) pairs a feature service reads, in order."""
-    return resolve_refs(spec, spec.feature_service(service).features)
+    """(view, feature) pairs a feature service reads, in order (names unique across its views:
+    they are the model's columns)."""
+    from mlforge.errors import MLForgeError
+
+    pairs = resolve_refs(spec, spec.feature_service(service).features)
+    owner: dict[str, str] = {}
+    for view, feat in pairs:
+        if owner.setdefault(feat, view) != view:
+            raise MLForgeError(
+                f"feature service '{service}': feature '{feat}' comes from views '{owner[feat]}' and "
+                f"'{view}' (a model's columns need distinct names: rename one, or list one explicitly)"
+            )
+    return pairs
+
+
+def service_views(spec: ProjectSpec, service: str) -> list[str]:
+    """Every view a feature service reads, sorted: its features' views and the main-entity views
+    holding a joined view's key."""
+    s = spec.feature_service(service)
+    views = {v for v, _ in service_features(spec, service)}
+    return sorted(views | {j.on.split(":", 1)[0] for j in s.joins})
 
 
 def resolve_refs(spec: ProjectSpec, refs: list[str]) -> list[tuple[str, str]]:

@@ -155,11 +155,7 @@ class FeatureStore:
                 ids, names, values, np.asarray(ok, dtype=bool).reshape(-1, 1), list(plan.views)
             )
         values = np.full((len(ids), len(plan.features)), np.nan)
-        found = np.zeros((len(ids), len(plan.views)), dtype=bool)
-        for vi, r in enumerate(plan.reads):
-            vals, ok = self.online.read(r.view, ids, r.width)
-            found[:, vi] = ok
-            values[:, r.dst] = vals[:, r.src]
+        found = plan.execute(self.online.read, ids, values)
         return OnlineFeatures(ids, names, values, found, list(plan.views))
 
     def _online_plan(self, features: str | Sequence[str]) -> OnlineReadPlan:

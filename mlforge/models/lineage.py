@@ -32,7 +32,7 @@ def trace_model_data(
     When a raw day was re-materialized since, the DVC index of `versions` still finds the md5 of
     the bytes the model read; `dvc_md5` is None when no DVC version of them was recorded.
     """
-    from mlforge.features.refs import service_features
+    from mlforge.features.refs import service_views
     from mlforge.io.storage import read_json
     from mlforge.io.timeline import Cadence, clip, days_between, label_window, training_dates
     from mlforge.models.training import data_version, input_versions
@@ -46,7 +46,7 @@ def trace_model_data(
     run = read_json(storage, run_key)
     train_days, holdout = training_dates(m, cutoff, Cadence.of(spec))
     days = [*clip(spec, train_days), holdout]
-    views = sorted({v for v, _ in service_features(spec, m.feature_service)})
+    views = service_views(spec, m.feature_service)
 
     # the same hash training recorded (one function computes both)
     version = data_version(input_versions(storage, model, views, days))

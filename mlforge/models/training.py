@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,13 @@ from mlforge.config.spec import ModelSpec, ProjectSpec
 from mlforge.errors import MissingPartitionsError, MLForgeError
 from mlforge.features.labels import LABEL, missing_labels
 from mlforge.features.offline import (
+    join_service,
     missing_snapshots,
-    point_in_time_join,
     read_snapshots,
     service_frame,
     snapshot_versions,
 )
-from mlforge.features.refs import service_features
+from mlforge.features.refs import service_features, service_views
 from mlforge.features.snapshots import EVENT_TS
 from mlforge.io import layout
 from mlforge.io.storage import Storage, read_json, read_parquet, write_json, write_parquet
@@ -108,21 +108,16 @@ def build_training_data(storage: Storage, spec: ProjectSpec, model: ModelSpec, c
     missing = missing_labels(storage, model.name, days)
     if missing:
         raise MissingPartitionsError(stage, f"labels/{model.name}", missing, "Materialize them first.")
-    views = sorted({v for v, _ in service_features(spec, model.feature_service)})
+    views = service_views(spec, model.feature_service)
     for view in views:
         missing = missing_snapshots(storage, view, days)
         if missing:
             raise MissingPartitionsError(stage, f"features/{view}", missing, "Materialize them first.")
 
-    join_key = spec.join_key(views[0])
+    join_key = spec.service_entity(model.feature_service).join_key
     labels = pl.concat([read_parquet(storage, layout.label_data(model.name, d)) for d in days])
     versions = input_versions(storage, model.name, views, days)
-    frame = labels
-    for view_name in views:
-        fv = spec.feature_view(view_name)
-        feats = [f for v, f in service_features(spec, model.feature_service) if v == view_name]
-        snaps = read_snapshots(storage, view_name, days)
-        frame = point_in_time_join(frame, snaps, join_key, timedelta(days=fv.ttl_days), feats)
+    frame = join_service(labels, spec, model.feature_service, lambda v: read_snapshots(storage, v, days))
     frame = frame.sort(EVENT_TS, join_key)
     holdout_ts = frame[EVENT_TS].max()
     features = feature_columns(spec, model)
