@@ -1,4 +1,4 @@
-"""Shared fixtures: the example project materialized once per session, and real servers.
+"""Shared fixtures: the compact example project materialized once per session, and real servers.
 
 Servers (Redis, S3) are started from binaries the dev dependencies install, once per session, on
 free loopback ports — or taken from MLFORGE_TEST_REDIS_URL / MLFORGE_TEST_S3_* when set.
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from projects import compact_spec, write_spec
 
 from mlforge.config.project import Project
 from mlforge_assets.runner import Runner, StepResult
 from servers import Receiver, start_redis, start_s3
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = REPO / "mlforge.yaml"
+SOURCE = REPO / "data" / "cdnow" / "CDNOW_master.txt"
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +31,7 @@ def repo_root() -> Path:
 
 @dataclass
 class Materialized:
-    """The example project after the quickstart path ran into a temporary state folder."""
+    """A project after the quickstart path ran into a temporary state folder."""
 
     project: Project
     runner: Runner
@@ -45,13 +46,21 @@ class Materialized:
                 return step.metadata[key]
         raise KeyError(key)
 
+    @property
+    def spec_path(self) -> Path:
+        """The project's mlforge.yaml (to load it again, e.g. on a copy of the state)."""
+        return self.project.root / "mlforge.yaml"
+
 
 @pytest.fixture(scope="session")
 def materialized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Materialized]:
-    """Run the quickstart plan once (real MLflow on SQLite, real Dagster instance on disk)."""
-    state = tmp_path_factory.mktemp("mlforge-state")
-    project = Project.load(SPEC, state_dir=state)
-    (state / "dagster").mkdir()
+    """Run the quickstart plan once on the compact example (tests/projects.py: the example spec
+    over Jan–Sep 1997 reading the bundled CDNOW file; cutoff and last day 1997-09-30), with real
+    MLflow on SQLite and a real Dagster instance on disk."""
+    folder = tmp_path_factory.mktemp("mlforge-project")
+    state = folder / "state"
+    project = Project.load(write_spec(folder, compact_spec(REPO, str(SOURCE))), state_dir=state)
+    (state / "dagster").mkdir(parents=True)
     with dg.instance_for_test(temp_dir=str(state / "dagster")) as instance:
         runner = Runner(project, instance)
         steps = runner.run_plan(runner.quickstart_plan())

@@ -1,4 +1,5 @@
-"""End to end, as a user runs it: the quickstart CLI, Dagster's own CLI, and `mlforge serve` over HTTP."""
+"""End to end, as a user runs it: the quickstart CLI, Dagster's own CLI, and `mlforge serve` over HTTP,
+on the compact example (tests/projects.py: the example over Jan–Sep 1997 reading the bundled file)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+import polars as pl
 import pytest
+from projects import CUTOFF, END, compact_spec, write_spec
 
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import read_manifest
@@ -34,14 +37,22 @@ def _run(
 
 def test_quickstart_dagster_cli_and_serving(tmp_path: Path, repo_root: Path) -> None:
     state = tmp_path / "state"
+    spec_path = write_spec(
+        tmp_path / "project", compact_spec(repo_root, str(repo_root / "data/cdnow/CDNOW_master.txt"))
+    )
+    project = Project.load(spec_path, state_dir=state)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFORGE_", "DAGSTER_", "MLFLOW_"))}
+    tx = project.read_source(project.spec.dataset("transactions"))
+    rows = tx.filter(pl.col("date") <= END).height  # the history's rows (49,086 of the file's 69,659)
 
-    # 1. the README's first command, on the embedded defaults
+    # 1. the README's first command, on the embedded defaults (the spec's folder as the project)
     t0 = time.perf_counter()
-    qs = _run([str(BIN / "mlforge"), "quickstart", "--home", str(state)], env, repo_root)
+    qs = _run(
+        [str(BIN / "mlforge"), "quickstart", "--spec", str(spec_path), "--home", str(state)], env, repo_root
+    )
     quickstart_s = time.perf_counter() - t0
     out = qs.stdout
-    assert "raw rows          69,659" in out
+    assert f"raw rows          {rows:,}" in out and rows < tx.height
     auc = float(re.search(r"holdout\s+auc ([0-9.]+)", out).group(1))  # type: ignore[union-attr]
     assert 0.70 <= auc <= 0.90
     assert (
@@ -50,8 +61,15 @@ def test_quickstart_dagster_cli_and_serving(tmp_path: Path, repo_root: Path) -> 
     )
     print(f"quickstart wall time {quickstart_s:.1f} s, AUC {auc:.4f}")
 
-    # 2. Dagster's CLI: one day across the whole graph, after the history was backfilled
-    denv = {**env, "MLFORGE_HOME": str(state), "DAGSTER_HOME": str(state / "dagster")}
+    # 2. Dagster's CLI: one day across the whole graph (the last whose labels matured), after the
+    # history was backfilled
+    day = CUTOFF.isoformat()
+    denv = {
+        **env,
+        "MLFORGE_SPEC": str(spec_path),
+        "MLFORGE_HOME": str(state),
+        "DAGSTER_HOME": str(state / "dagster"),
+    }
     _run(
         [
             str(BIN / "dagster"),
@@ -62,18 +80,17 @@ def test_quickstart_dagster_cli_and_serving(tmp_path: Path, repo_root: Path) -> 
             "--select",
             "*",
             "--partition",
-            "1998-03-31",
+            day,
         ],
         denv,
         repo_root,
     )
-    project = Project.load(repo_root / "mlforge.yaml", state_dir=state)
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(state / "dagster")) as instance:
         for key in ("churn/raw/transactions", "churn/models/churn/registered", "churn/predictions/churn"):
             ev = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
-            assert ev is not None and ev.asset_materialization.partition == "1998-03-31", key  # type: ignore[union-attr]
+            assert ev is not None and ev.asset_materialization.partition == day, key  # type: ignore[union-attr]
         reg = instance.get_latest_materialization_event(
             dg.AssetKey.from_user_string("churn/models/churn/registered")
         )
@@ -86,7 +103,7 @@ def test_quickstart_dagster_cli_and_serving(tmp_path: Path, repo_root: Path) -> 
     # 3. serving what the deployment asset wrote, over real HTTP
     port = free_port()
     server = subprocess.Popen(
-        [str(BIN / "mlforge"), "serve", "--home", str(state), "--port", str(port)],
+        [str(BIN / "mlforge"), "serve", "--spec", str(spec_path), "--home", str(state), "--port", str(port)],
         cwd=repo_root,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,13 +1,15 @@
-"""Every stage through Dagster on the real CDNOW history (the session's quickstart run)."""
+"""Every stage through Dagster on the real CDNOW data (the session's quickstart run of the compact
+example: Jan–Sep 1997, cutoff and last day 1997-09-30)."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
 import pytest
+from projects import END, START
 
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import read_manifest
@@ -18,13 +20,23 @@ from mlforge.io.storage import read_json, read_parquet
 from mlforge_assets.factory import build_definitions
 from mlforge_assets.runner import Runner
 
-END = date(1998, 6, 30)
+#: customers in the bundled CDNOW file (the 1997-Q1 cohort: all of them known by April 1997)
+COHORT = 23_570
+
+
+def _transactions(materialized) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    """Every row of the bundled source file, typed as the spec says."""
+    return materialized.project.read_source(materialized.project.spec.dataset("transactions"))
 
 
 def test_raw_stage_stores_every_row_once(materialized) -> None:  # type: ignore[no-untyped-def]
+    tx = _transactions(materialized)
+    in_range = tx.filter(pl.col("date").is_between(START, END))
     meta = materialized.meta("churn/raw/transactions")
-    assert meta["dagster/row_count"] == 69_659
-    assert meta["days"] == 546
+    # every source row of the partitions' days, none of the file's later history
+    assert meta["dagster/row_count"] == in_range.height == 49_086
+    assert tx.height == 69_659 and tx.filter(pl.col("date") > END).height > 0
+    assert meta["days"] == (END - START).days + 1 == 273
     storage = materialized.project.storage
     day = read_parquet(storage, "raw/transactions/date=1997-01-01/data.parquet")
     side = read_json(storage, "raw/transactions/date=1997-01-01/_meta.json")
@@ -36,21 +48,22 @@ def test_feature_snapshot_matches_hand_computation(materialized) -> None:  # typ
     storage = materialized.project.storage
     snap = read_snapshot(storage, "customer_activity", END)
     assert materialized.meta("churn/features/customer_activity")["entities_last_day"] == snap.height
-    # customer 00003: recompute from the raw rows in the 365 days up to END
-    src = materialized.project.spec.dataset("transactions")
-    from mlforge.data.sources import read_source
-
-    tx = read_source(src, str(materialized.project.root / src.source.path))
-    window = tx.filter(pl.col("date").is_between(date(1997, 7, 1), END))
-    c3 = window.filter(pl.col("customer_id") == "00003")
-    row = snap.filter(pl.col("customer_id") == "00003").to_dicts()[0]
-    assert row["event_count"] == c3.height
-    assert row["dollar_value_sum"] == pytest.approx(c3["dollar_value"].sum(), rel=1e-5)
-    assert row["days_since_last"] == (END - c3["date"].max()).days
-    # every customer known by END (the universe), not only the 35% active in the lookback
-    assert snap.height == tx.filter(pl.col("date") <= END)["customer_id"].n_unique() == 23_570
-    assert snap.filter(pl.col("event_count") > 0).height == window["customer_id"].n_unique()
-    assert tx.height == 69_659
+    # recompute from the raw rows in the lookback days up to END (120: 1997-06-03..1997-09-30)
+    lookback = materialized.project.spec.feature_view("customer_activity").lookback_days
+    tx = _transactions(materialized)
+    window = tx.filter(pl.col("date").is_between(END - timedelta(days=lookback - 1), END))
+    # the lowest id with two or more purchases in the window (00003 bought nothing after March)
+    counts = window.group_by("customer_id").len().filter(pl.col("len") >= 2).sort("customer_id")
+    cid = counts["customer_id"][0]
+    c = window.filter(pl.col("customer_id") == cid)
+    row = snap.filter(pl.col("customer_id") == cid).to_dicts()[0]
+    assert row["event_count"] == c.height >= 2
+    assert row["dollar_value_sum"] == pytest.approx(c["dollar_value"].sum(), rel=1e-5)
+    assert row["days_since_last"] == (END - c["date"].max()).days
+    # every customer known by END (the universe), not only the minority active in the lookback
+    assert snap.height == tx.filter(pl.col("date") <= END)["customer_id"].n_unique() == COHORT
+    active = window["customer_id"].n_unique()
+    assert snap.filter(pl.col("event_count") > 0).height == active < COHORT // 2
 
 
 def test_labels_and_training_metrics_are_plausible(materialized) -> None:  # type: ignore[no-untyped-def]
@@ -73,12 +86,14 @@ def test_mlflow_run_is_tagged_with_its_lineage(materialized) -> None:  # type: i
     run = tracker.client.get_run(trained["mlflow_run_id"])
     tags = run.data.tags
     assert tags["dagster.asset_key"] == "churn/models/churn/trained"
-    assert tags["dagster.partition"] == "1998-06-30"
+    assert tags["dagster.partition"] == END.isoformat()
     assert tags["mlforge.data_version"] == trained["data_version"]
     assert tags["dagster.run_id"]
     assert run.data.metrics["holdout_auc"] == pytest.approx(trained["holdout_auc"])
     champion = tracker.alias("churn", "champion")
-    assert champion is not None and champion.version == 1 and champion.tags["mlforge.cutoff"] == "1998-06-30"
+    assert (
+        champion is not None and champion.version == 1 and champion.tags["mlforge.cutoff"] == END.isoformat()
+    )
 
 
 def test_deployment_manifest_names_the_champion(materialized) -> None:  # type: ignore[no-untyped-def]
@@ -94,12 +109,12 @@ def test_drift_report_and_predictions(materialized) -> None:  # type: ignore[no-
     storage = materialized.project.storage
     drift = materialized.meta("churn/monitoring/churn/drift")
     assert 0.0 <= drift["drift_share"] < 0.5 and drift["dataset_drift"] is False  # a clean day
-    html = storage.read_bytes("monitoring/churn/drift/date=1998-06-30/report.html")
+    html = storage.read_bytes(layout.drift_report("churn", END, "html"))
     assert len(html) > 100_000 and b"<html" in html[:2000].lower()
-    summary = json.loads(storage.read_bytes("monitoring/churn/drift/date=1998-06-30/summary.json"))
+    summary = json.loads(storage.read_bytes(layout.drift_summary("churn", END)))
     assert summary["drift_share"] == pytest.approx(drift["drift_share"])
     preds = read_parquet(storage, layout.predictions("churn", END))
-    assert preds.height == materialized.meta("churn/predictions/churn")["dagster/row_count"] > 8_000
+    assert preds.height == materialized.meta("churn/predictions/churn")["dagster/row_count"] == COHORT
     assert preds["score"].min() >= 0.0 and preds["score"].max() <= 1.0
     assert preds["customer_id"].n_unique() == preds.height
 
@@ -111,7 +126,7 @@ def test_drift_report_flags_shifted_spend(materialized) -> None:  # type: ignore
 
     storage = materialized.project.storage
     cols = feature_names(materialized.project.spec.feature_view("customer_activity"))
-    reference = read_parquet(storage, "models/churn/cutoff=1998-06-30/reference.parquet")
+    reference = read_parquet(storage, layout.model_reference("churn", END))
     current = read_snapshot(storage, "customer_activity", END)
     shifted = current.with_columns(
         [pl.col(c) * 3 for c in cols if c.startswith("dollar_value")]
@@ -136,14 +151,15 @@ def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> No
     cursor = first.cursor
 
     # two drifted days in one tick → one retrain, for the latest of them
-    for day in ("1998-06-28", "1998-06-29"):
+    day_before, last_day = (END - timedelta(days=1)).isoformat(), END.isoformat()
+    for day in ((END - timedelta(days=2)).isoformat(), day_before):
         instance.report_runless_asset_event(
             dg.AssetMaterialization(drift_key, partition=day, metadata={"drift_share": 0.8})
         )
     drifted = sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=repo)
     )
-    assert [r.partition_key for r in drifted.run_requests] == ["1998-06-29"]
+    assert [r.partition_key for r in drifted.run_requests] == [day_before]
     req = drifted.run_requests[0]
     assert req.tags["mlforge/trigger"] == "drift" and req.tags["mlforge/drift_share"] == "0.8000"
     assert drifted.cursor != cursor
@@ -157,7 +173,7 @@ def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> No
     # the same event goes on (another drifted day, here through the served inputs): no second retrain
     instance.report_runless_asset_event(
         dg.AssetMaterialization(
-            drift_key, partition="1998-06-30", metadata={"drift_share": 0.2, "log_drift_share": 0.9}
+            drift_key, partition=last_day, metadata={"drift_share": 0.2, "log_drift_share": 0.9}
         )
     )
     ongoing = sensor.evaluate_tick(
@@ -167,7 +183,7 @@ def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> No
 
     # a clean report closes the event and advances the cursor without a run
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(drift_key, partition="1998-06-30", metadata={"drift_share": 0.1})
+        dg.AssetMaterialization(drift_key, partition=last_day, metadata={"drift_share": 0.1})
     )
     clean = sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, cursor=ongoing.cursor, repository_def=repo)
@@ -176,12 +192,12 @@ def test_sensor_requests_exactly_one_retrain_per_drift_event(materialized) -> No
 
     # drift after the clean day is a new event: one more retrain
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(drift_key, partition="1998-06-30", metadata={"drift_share": 0.7})
+        dg.AssetMaterialization(drift_key, partition=last_day, metadata={"drift_share": 0.7})
     )
     reopened = sensor.evaluate_tick(
         dg.build_sensor_context(instance=instance, cursor=clean.cursor, repository_def=repo)
     )
-    assert [r.partition_key for r in reopened.run_requests] == ["1998-06-30"]
+    assert [r.partition_key for r in reopened.run_requests] == [last_day]
 
 
 def test_online_stage_on_a_real_redis(materialized, redis_url) -> None:  # type: ignore[no-untyped-def]
@@ -209,13 +225,14 @@ def test_online_stage_on_a_real_redis(materialized, redis_url) -> None:  # type:
     assert found.tolist() == [True] * 100 + [False]
     expected = snap.head(100).select(names).to_numpy().astype(np.float64)
     assert np.allclose(values[:100], expected, equal_nan=True)
-    # re-materializing an older day never overwrites newer values: every customer of June 1 is in
-    # the newer snapshot too (the universe only grows), so nothing is written
-    june1 = read_snapshot(base.storage, "customer_activity", date(1998, 6, 1))
-    assert set(june1["customer_id"]) <= set(snap["customer_id"])
-    older = runner.materialize([runner.key("online", "customer_activity")], date(1998, 6, 1))
+    # re-materializing an older day never overwrites newer values: every customer of a month
+    # before is in the newer snapshot too (the universe only grows), so nothing is written
+    month_before = END - timedelta(days=29)
+    earlier = read_snapshot(base.storage, "customer_activity", month_before)
+    assert set(earlier["customer_id"]) <= set(snap["customer_id"])
+    older = runner.materialize([runner.key("online", "customer_activity")], month_before)
     meta_old = older.metadata["churn/online/customer_activity"]
-    assert meta_old["written"] == 0 and meta_old["skipped_older"] == june1.height == 23_570
+    assert meta_old["written"] == 0 and meta_old["skipped_older"] == earlier.height == COHORT
     again, _ = RedisOnlineStore(redis_url, "pipeline-test").read("customer_activity", ids[:100], len(names))
     assert np.allclose(again, expected, equal_nan=True)
 
@@ -249,11 +266,12 @@ def test_blocking_quality_check_stops_registration(materialized) -> None:  # typ
     tracker = runner.resources["mlflow"].get()
     before = len(tracker.client.search_model_versions("name='churn'"))
     keys = [runner.key("models", "churn", "trained"), runner.key("models", "churn", "registered")]
+    day = END - timedelta(days=1)
     with pytest.raises(MLForgeError, match=r"check min_quality on churn/models/churn/trained failed"):
-        runner.materialize(keys, date(1998, 6, 29))
+        runner.materialize(keys, day)
     assert len(tracker.client.search_model_versions("name='churn'")) == before
-    assert base.storage.exists("models/churn/cutoff=1998-06-29/run.json")  # trained and logged
-    assert not base.storage.exists("models/churn/cutoff=1998-06-29/registration.json")
+    assert base.storage.exists(f"models/churn/cutoff={day}/run.json")  # trained and logged
+    assert not base.storage.exists(layout.model_registration("churn", day))
 
 
 def test_a_candidate_with_an_earlier_cutoff_does_not_contend(materialized, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -265,17 +283,17 @@ def test_a_candidate_with_an_earlier_cutoff_does_not_contend(materialized, tmp_p
     from mlforge.models.gate import CHALLENGER, CHAMPION
 
     base = materialized.project
-    earlier = date(1998, 6, 15)
+    earlier = END - timedelta(days=15)
     train_days, holdout = training_dates(base.spec.model("churn"), earlier)
     # the training and holdout snapshots, and the cutoff's own (the drift reference)
     keep = {d.isoformat() for d in [*train_days, holdout, earlier]}
     copy_state(materialized.state_dir, tmp_path / "state", keep)
-    project = Project.load(base.root / "mlforge.yaml", state_dir=tmp_path / "state")
+    project = Project.load(materialized.spec_path, state_dir=tmp_path / "state")
     runner = Runner(project, dg.DagsterInstance.ephemeral())
     tracker = runner.resources["mlflow"].get()
     champion_before = tracker.alias("churn", CHAMPION)
     challenger_before = tracker.alias("churn", CHALLENGER)
-    assert champion_before is not None and champion_before.tags["mlforge.cutoff"] == "1998-06-30"
+    assert champion_before is not None and champion_before.tags["mlforge.cutoff"] == END.isoformat()
 
     runner.materialize(
         [runner.key("models", "churn", "trained"), runner.key("models", "churn", "registered")], earlier
@@ -283,7 +301,7 @@ def test_a_candidate_with_an_earlier_cutoff_does_not_contend(materialized, tmp_p
     reg = read_json(project.storage, layout.model_registration("churn", earlier))
     assert reg["promoted"] is False and reg["contended"] is False
     assert reg["version"] > champion_before.version  # registered all the same
-    assert "earlier than the champion's 1998-06-30" in reg["reason"]
+    assert f"earlier than the champion's {END}" in reg["reason"]
     assert reg["champion_metric"] is None  # the champion was not scored on the seen holdout
     assert tracker.alias("churn", CHAMPION).version == champion_before.version
     assert challenger_before is not None

@@ -9,13 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import polars as pl
 import pytest
+from projects import END, START
 
 from mlforge.config.project import Project
 from mlforge.data.versioning import DatasetVersions, md5_hex
@@ -27,7 +28,7 @@ from mlforge_assets.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "mlforge.yaml"
-CUTOFF = date(1998, 6, 30)
+CUTOFF = END  # the session's quickstart: the compact example trained at its last day
 
 
 def _parquet(values: list[float]) -> bytes:
@@ -142,17 +143,26 @@ def test_raw_asset_without_versioning(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_trace_model_data_reaches_the_raw_bytes(materialized: Any) -> None:
+    from mlforge.io.timeline import training_dates
+
     project = materialized.project
     storage = project.storage
     versions = DatasetVersions.for_project(project)
     trace = trace_model_data(storage, project.spec, "churn", CUTOFF, versions)
     days = trace["transactions"]
     via_features = sorted(d for d, e in days.items() if "features/customer_activity" in e["via"])
-    # snapshots 1997-04-06 .. 1998-01-01 (+ holdout 1998-04-01) with a 365-day lookback
-    assert via_features[0] == "1997-01-01" and via_features[-1] == "1998-04-01"
-    assert len(via_features) == 456
-    # the labels read (d, d + 90] of each training day: up to the cutoff
-    assert max(days) == "1998-06-30" and days["1998-06-30"]["via"] == ["labels/churn"]
+    # snapshots 1997-05-30 .. 1997-08-01 (+ holdout 1997-08-31) with a 120-day lookback
+    train, holdout = training_dates(project.spec.model("churn"), CUTOFF)
+    lookback = project.spec.feature_view("customer_activity").lookback_days
+    first = train[0] - timedelta(days=lookback - 1)
+    assert (first, holdout) == (date(1997, 1, 31), date(1997, 8, 31))
+    assert via_features[0] == str(first) and via_features[-1] == str(holdout)
+    assert len(via_features) == (holdout - first).days + 1 == 213
+    # the days before the first lookback are read only by folding the entity index
+    assert days[str(START)]["via"] == ["entities/transactions"]
+    # the labels read (d, d + 30] of each training day: up to the cutoff
+    assert max(days) == str(CUTOFF) and days[str(CUTOFF)]["via"] == ["labels/churn"]
+    assert len(days) == (CUTOFF - START).days + 1 == 273  # every raw day of the history
     for day, e in days.items():
         side = read_json(storage, layout.raw_meta("transactions", date.fromisoformat(day)))
         assert e["sha256"] == side["sha256"] and e["dvc_md5"] == side["dvc_md5"]
@@ -178,13 +188,13 @@ class _Overlay:
 
 def test_trace_refuses_snapshots_changed_since_training(materialized: Any) -> None:
     storage = materialized.project.storage
-    k = "features/customer_activity/date=1998-04-01/_meta.json"
+    k = layout.snapshot_meta("customer_activity", date(1997, 8, 31))  # the holdout's snapshot
     side = read_json(storage, k)
     tampered = _Overlay(storage, k, json.dumps({**side, "sha256": "0" * 64}).encode())
     with pytest.raises(DataError, match="re-materialized since training"):
         trace_model_data(tampered, materialized.project.spec, "churn", CUTOFF)  # type: ignore[arg-type]
     with pytest.raises(DataError, match="no training run"):
-        trace_model_data(storage, materialized.project.spec, "churn", date(1998, 5, 1))
+        trace_model_data(storage, materialized.project.spec, "churn", date(1997, 8, 1))
 
 
 def test_trace_finds_old_bytes_after_a_raw_day_changed(materialized: Any) -> None:
@@ -203,7 +213,7 @@ def test_trace_finds_old_bytes_after_a_raw_day_changed(materialized: Any) -> Non
 # --- the CLI ---------------------------------------------------------------------------------
 
 
-def _cli(*args: str, home: Path, spec: Path = SPEC) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, home: Path, spec: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "mlforge.cli", "data", *args, "--spec", str(spec), "--home", str(home)],
@@ -216,17 +226,19 @@ def _cli(*args: str, home: Path, spec: Path = SPEC) -> subprocess.CompletedProce
 
 
 def test_cli_list_and_validate(materialized: Any) -> None:
-    home = materialized.state_dir
-    out = _cli("list", home=home)
+    home, spec = materialized.state_dir, materialized.spec_path
+    stored = materialized.meta("churn/raw/transactions")["dagster/row_count"]  # 49,086 up to 1997-09-30
+    out = _cli("list", home=home, spec=spec)
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("transactions"))
     dvc_md5 = DatasetVersions.for_project(materialized.project).list()[0].md5
-    assert "546" in line and "1997-01-01..1998-06-30" in line and "69,659" in line and dvc_md5 in line
+    assert " 273 " in line and f"{START}..{END}" in line and f"{stored:,}" in line and dvc_md5 in line
 
-    out = _cli("validate", home=home)
+    # validate checks the whole source file (its later history too)
+    out = _cli("validate", home=home, spec=spec)
     assert out.returncode == 0, out.stderr
     assert "transactions: 69,659 rows" in out.stdout and "ok     value_ranges" in out.stdout
-    bad = _cli("validate", "nope", home=home)
+    bad = _cli("validate", "nope", home=home, spec=spec)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown dataset 'nope'")
 
 
@@ -261,6 +273,7 @@ def test_cli_register_prints_the_spec_entry(tmp_path: Path) -> None:
         "--timestamp-format",
         "%Y-%m-%d",
         home=tmp_path / "state",
+        spec=SPEC,
     )
     assert out.returncode == 0, out.stderr
     (entry,) = yaml.safe_load(out.stdout.split("mlforge.yaml:", 1)[1])
@@ -269,30 +282,38 @@ def test_cli_register_prints_the_spec_entry(tmp_path: Path) -> None:
     assert entry["columns"]["amount"]["type"] == "float" and entry["columns"]["when"]["type"] == "date"
     assert SPEC.read_text().count("name: sales") == 0  # the user's spec is not rewritten
     dup = _cli(
-        "register", "transactions", "--path", str(src), "--timestamp-column", "when", home=tmp_path / "s"
+        "register",
+        "transactions",
+        "--path",
+        str(src),
+        "--timestamp-column",
+        "when",
+        home=tmp_path / "s",
+        spec=SPEC,
     )
     assert dup.returncode == 2 and "already defined" in dup.stderr
 
 
 def test_cli_pull_restores_what_a_model_version_read(materialized: Any, tmp_path: Path) -> None:
     out_dir = tmp_path / "restored"
-    out = _cli(
-        "pull", "--model", "churn", "--version", "1", "--out", str(out_dir), home=materialized.state_dir
-    )
+    home, spec = materialized.state_dir, materialized.spec_path
+    out = _cli("pull", "--model", "churn", "--version", "1", "--out", str(out_dir), home=home, spec=spec)
     assert out.returncode == 0, out.stderr
-    assert "restored 546 partition(s)" in out.stdout
+    days = (END - START).days + 1  # the model of the last day read every raw day (labels up to it)
+    assert f"restored {days} partition(s)" in out.stdout
     storage = materialized.project.storage
     files = sorted(out_dir.glob("raw/transactions/date=*/data.parquet"))
-    assert len(files) == 546
+    assert len(files) == days == 273
     for f in files[::37]:
         day = date.fromisoformat(f.parent.name.removeprefix("date="))
         assert _sha(f.read_bytes()) == read_json(storage, layout.raw_meta("transactions", day))["sha256"]
     trace = json.loads((out_dir / "trace.json").read_text())
-    # the first day: in the lookback of the first training snapshots, and folded into the index
-    assert trace["transactions"]["1997-01-01"]["via"] == [
+    # the first day of the first training snapshot's lookback, also folded into the index
+    assert trace["transactions"]["1997-01-31"]["via"] == [
         "entities/transactions",
         "features/customer_activity",
     ]
+    assert trace["transactions"]["1997-01-01"]["via"] == ["entities/transactions"]
 
     day_out = tmp_path / "days"
     out = _cli(
@@ -302,14 +323,13 @@ def test_cli_pull_restores_what_a_model_version_read(materialized: Any, tmp_path
         "1997-01-01..1997-01-03",
         "--out",
         str(day_out),
-        home=materialized.state_dir,
+        home=home,
+        spec=spec,
     )
     assert out.returncode == 0, out.stderr
     assert len(list(day_out.glob("raw/transactions/*/data.parquet"))) == 3
 
-    missing = _cli(
-        "pull", "--model", "churn", "--version", "9", "--out", str(out_dir), home=materialized.state_dir
-    )
+    missing = _cli("pull", "--model", "churn", "--version", "9", "--out", str(out_dir), home=home, spec=spec)
     assert missing.returncode == 2 and "version 9 is not registered" in missing.stderr
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from projects import END
 from test_strategies import (
     CANARY,
     ENDPOINT,
@@ -31,9 +32,9 @@ from mlforge_assets.sensors import canary_sensor
 def _two_versions(materialized: Any, project: Any) -> Tracker:
     """The project's (copied) registry with v2 = a second version of the quickstart's run, champion."""
     tracker = project.tracker
-    trained = read_trained(materialized.project.storage, "churn", date(1998, 6, 30))
+    trained = read_trained(materialized.project.storage, "churn", END)
     logged = trained.logged_model()
-    v2 = tracker.register("churn", logged, {"mlforge.cutoff": "1998-06-30"})
+    v2 = tracker.register("churn", logged, {"mlforge.cutoff": END.isoformat()})
     assert v2.version == 2
     tracker.set_alias("churn", "champion", 2)  # the gate promoted it; the canary starts
     return tracker

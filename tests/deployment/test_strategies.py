@@ -23,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from manifests import manifest as base_manifest
 from manifests import variant
+from projects import END
 
 from mlforge.config.project import Project
 from mlforge.config.spec import DeploymentSpec, PromotionCriteria, StrategySpec
@@ -485,11 +486,9 @@ def served(project: Project) -> Manifest:
 
 @pytest.fixture(scope="module")
 def entity_ids(project: Project) -> list[str]:
-    from datetime import date
-
     # customers active in the lookback: live traffic (the inactive majority scores ~0.94 churn
     # with any model, which would hide the bad model's score shift this module tests)
-    snap = read_snapshot(project.storage, "customer_activity", date(1998, 6, 30))
+    snap = read_snapshot(project.storage, "customer_activity", END)
     snap = snap.filter(snap["event_count"] > 0)
     rng = np.random.default_rng(11)
     return [str(i) for i in rng.choice(snap["customer_id"].to_numpy(), size=600, replace=False)]

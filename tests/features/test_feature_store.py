@@ -1,4 +1,4 @@
-"""The SDK's feature store on the materialized example: Feast's calls, MLForge's stores."""
+"""The SDK's feature store on the materialized compact example: Feast's calls, MLForge's stores."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 import pytest
+from projects import END, START
 
 from mlforge import MLForgeClient
 from mlforge.errors import MLForgeError
@@ -15,13 +16,12 @@ from mlforge.features.refs import feature_names
 from mlforge.features.snapshots import EVENT_TS
 from mlforge.features.store import FeatureStore
 
-END = date(1998, 6, 30)
-
 
 def test_list_feature_views(materialized) -> None:  # type: ignore[no-untyped-def]
     (info,) = FeatureStore(materialized.project).list_feature_views()
     assert info.name == "customer_activity" and info.join_key == "customer_id"
-    assert info.materialized_days == 546 and (info.first_day, info.last_day) == (date(1997, 1, 1), END)
+    assert info.materialized_days == (END - START).days + 1 == 273
+    assert (info.first_day, info.last_day) == (START, END)
     assert info.features == feature_names(materialized.project.spec.feature_view("customer_activity"))
 
 
@@ -55,30 +55,31 @@ def test_online_features_in_request_order_with_missing_markers(materialized) -> 
 def test_historical_features_are_point_in_time(materialized) -> None:  # type: ignore[no-untyped-def]
     fs = FeatureStore(materialized.project)
     storage = materialized.project.storage
-    # the snapshot as of 1998-03-01 becomes valid at 1998-03-02 00:00
+    # the snapshot as of 1997-09-01 becomes valid at 1997-09-02 00:00
     entity_df = pl.DataFrame(
         {
             "customer_id": ["00003", "00003", "00003", "99999"],
             EVENT_TS: [
-                datetime(1998, 3, 2, 0, 0),  # exactly the snapshot of 03-01
-                datetime(1998, 3, 1, 23, 59),  # just before: the snapshot of 02-28
-                datetime(1998, 3, 2, 12, 0),  # later that day: still 03-01's
-                datetime(1998, 3, 2, 0, 0),  # unknown customer
+                datetime(1997, 9, 2, 0, 0),  # exactly the snapshot of 09-01
+                datetime(1997, 9, 1, 23, 59),  # just before: the snapshot of 08-31
+                datetime(1997, 9, 2, 12, 0),  # later that day: still 09-01's
+                datetime(1997, 9, 2, 0, 0),  # unknown customer
             ],
         }
     )
     out = fs.get_historical_features(entity_df, "churn_features")
     assert out.height == 4 and out["customer_id"].to_list() == entity_df["customer_id"].to_list()
-    s0301 = read_snapshot(storage, "customer_activity", date(1998, 3, 1)).filter(
+    s0901 = read_snapshot(storage, "customer_activity", date(1997, 9, 1)).filter(
         pl.col("customer_id") == "00003"
     )
-    s0228 = read_snapshot(storage, "customer_activity", date(1998, 2, 28)).filter(
+    s0831 = read_snapshot(storage, "customer_activity", date(1997, 8, 31)).filter(
         pl.col("customer_id") == "00003"
     )
+    assert s0901["days_since_last"][0] == s0831["days_since_last"][0] + 1  # a day apart, told apart
     assert out["days_since_last"].to_list()[:3] == [
-        s0301["days_since_last"][0],
-        s0228["days_since_last"][0],
-        s0301["days_since_last"][0],
+        s0901["days_since_last"][0],
+        s0831["days_since_last"][0],
+        s0901["days_since_last"][0],
     ]
     assert out.row(3, named=True)["event_count"] is None
     with pytest.raises(MLForgeError, match="event_timestamp"):

@@ -2,6 +2,10 @@
 
 Train for D, then change or delete every raw row after D and train again from scratch: the
 booster bytes must be identical. A change before D must change them (so the test can fail).
+
+The projects are the compact example with partitions from the cutoff's first training snapshot
+(1997-04-30, not 1997-01-01): every stage still runs from scratch over every day up to the end of
+the history, on half the days.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from projects import CUTOFF, END, HORIZON, START, compact_spec, write_spec
+from projects import CUTOFF, END, HORIZON, compact_spec, write_spec
 
 from mlforge.config.project import Project
 from mlforge.io import layout
@@ -21,12 +25,30 @@ from mlforge.io.storage import read_json
 from mlforge.models.training import read_trained
 from mlforge_assets.runner import Runner
 
+#: the first partition: the first training snapshot of the model for CUTOFF (checked below)
+START = date(1997, 4, 30)
+
+
+def _spec(repo_root: Path) -> dict[str, Any]:
+    """The compact example reading data/tx.txt, its partitions from START to the end of Sep 1997."""
+    spec = compact_spec(repo_root, "data/tx.txt")
+    spec["partitions"]["start"] = START.isoformat()
+    return spec
+
 
 def _write_project(folder: Path, repo_root: Path, rows: list[str]) -> Path:
-    """The compact example project (Jan–Sep 1997) reading `rows` as its source."""
+    """The compact example project (from START to the end of Sep 1997) reading `rows` as its source."""
     (folder / "data").mkdir(parents=True)
     (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
-    return write_spec(folder, compact_spec(repo_root, "data/tx.txt"))
+    return write_spec(folder, _spec(repo_root))
+
+
+def test_the_partitions_start_at_the_first_training_snapshot(tmp_path: Path, repo_root: Path) -> None:
+    from mlforge.io.timeline import training_dates
+
+    spec_path = _write_project(tmp_path, repo_root, ["customer_id date number_of_cds dollar_value"])
+    train, holdout = training_dates(Project.load(spec_path, state_dir=tmp_path).spec.model("churn"), CUTOFF)
+    assert train[0] == START and len(train) == 10 and holdout.toordinal() + HORIZON == CUTOFF.toordinal()
 
 
 def _train(spec_path: Path) -> str:
@@ -67,7 +89,8 @@ def test_model_for_cutoff_ignores_everything_after_it(tmp_path: Path, repo_root:
     assert _train(_write_project(tmp_path / "c", repo_root, fmt(changed))) == baseline
 
     # control: a change inside the training window must change the model
-    early = [r if r[1] > "19970315" else (r[0], r[1], r[2], f"{float(r[3]) * 3:.2f}") for r in rows]
+    start, mid = START.strftime("%Y%m%d"), "19970615"
+    early = [r if not start <= r[1] <= mid else (r[0], r[1], r[2], f"{float(r[3]) * 3:.2f}") for r in rows]
     assert _train(_write_project(tmp_path / "d", repo_root, fmt(early))) != baseline
 
 
@@ -185,7 +208,7 @@ def _kinds_project(
     (folder / "data" / "tx.txt").write_text("\n".join(rows) + "\n")
     (folder / OUTCOMES).write_text("\n".join(outcomes) + "\n")
     (folder / PROFILES).write_text("\n".join(profiles) + "\n")
-    spec = compact_spec(repo_root, "data/tx.txt")
+    spec = _spec(repo_root)
     base = spec["models"][0]
     for kind, (label, metric, algorithm, params) in KINDS.items():
         m = {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from projects import END
 
 from mlforge.monitoring.alerts import AlertBook, AlertChannel
 from mlforge_assets.factory import build_definitions
@@ -43,7 +43,7 @@ def test_run_failure_sends_an_alert_with_the_error_and_a_link(materialized, rece
     result = dg.materialize(
         runner.assets,
         selection=[runner.key("labels", "churn")],
-        partition_key=date(1998, 6, 30).isoformat(),
+        partition_key=END.isoformat(),  # the compact example's last day
         instance=materialized.instance,
         resources=runner.resources,
         raise_on_error=False,
@@ -61,6 +61,6 @@ def test_run_failure_sends_an_alert_with_the_error_and_a_link(materialized, rece
     sensor(context)  # type: ignore[operator]
     assert len(receiver.received) == 1
     alert = receiver.received[0]
-    assert alert["status"] == "firing" and alert["partition"] == "1998-06-30"
+    assert alert["status"] == "firing" and alert["partition"] == END.isoformat()
     assert "has not passed yet" in alert["summary"]
     assert alert["links"]["run"] == f"http://dagster:3000/runs/{result.run_id}"

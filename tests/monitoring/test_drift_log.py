@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-from projects import copy_state
+from projects import END, copy_state
 
 from mlforge.config.project import Project
 from mlforge.features.offline import service_frame
@@ -20,7 +20,7 @@ from mlforge.monitoring.drift import MIN_DRIFT_LOG_ROWS
 from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger
 from mlforge_assets.runner import Runner
 
-CLEAN, SHIFTED = date(1998, 6, 29), date(1998, 6, 30)
+CLEAN, SHIFTED = END - timedelta(days=1), END  # the compact example's last two days
 ROWS = 600
 
 
@@ -71,8 +71,8 @@ def _log_day(project: Project, runner: Runner, d: date, shift: bool) -> None:
     assert logger.flush() == ROWS
 
 
-def test_served_inputs_and_scores_are_tested_for_drift(state: Path, repo_root: Path) -> None:
-    project = Project.load(repo_root / "mlforge.yaml", state_dir=state)
+def test_served_inputs_and_scores_are_tested_for_drift(materialized, state: Path) -> None:  # type: ignore[no-untyped-def]
+    project = Project.load(materialized.spec_path, state_dir=state)
     runner = Runner(project, dg.DagsterInstance.ephemeral())
     key = runner.key("monitoring", "churn", "drift")
     assert ROWS >= MIN_DRIFT_LOG_ROWS
@@ -92,4 +92,4 @@ def test_served_inputs_and_scores_are_tested_for_drift(state: Path, repo_root: P
     assert summary["log_rows"] == ROWS and summary["log_drift_share"] == shifted["log_drift_share"]
     html = project.storage.read_bytes(layout.drift_report("churn", SHIFTED, "html", served=True))
     assert html.lstrip().startswith(b"<") and b"score" in html
-    assert str(shifted["log_report_html"]).endswith("date=1998-06-30/log_report.html")
+    assert str(shifted["log_report_html"]).endswith(f"date={SHIFTED}/log_report.html")

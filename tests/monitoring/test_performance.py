@@ -1,9 +1,10 @@
 """Live performance: the pure metrics on generated data, and the asset on a copy of the quickstart
-state (batch and served quality once labels matured, the not-matured status, latency alerts)."""
+state of the compact example (batch and served quality once labels matured, the not-matured
+status, latency alerts)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from projects import copy_state
+from projects import END, HORIZON, copy_state
 
 from mlforge.config.project import Project
 from mlforge.config.spec import parse_spec
@@ -33,8 +34,10 @@ from mlforge.monitoring.prediction_log import PredictionBatch, PredictionLogger,
 from mlforge_assets.runner import Runner
 from servers import Receiver
 
-MATURED = date(1998, 4, 1)  # the last day whose 90-day labels exist in the history (the holdout day)
-LATE = date(1998, 6, 30)  # labels mature on 1998-09-28, after the history ends
+# the compact example's days (its history ends on 1997-09-30, its labels look 30 days ahead)
+MATURED = END - timedelta(days=HORIZON)  # 1997-08-31: the last day whose labels exist (the holdout day)
+LATE = END  # labels mature on 1997-10-30, after the history ends
+LATE_MATURES = END + timedelta(days=HORIZON)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +172,7 @@ def test_operations_latency_per_request_and_error_rate() -> None:
 def test_not_matured_day_reports_status_never_zeros() -> None:
     log = batches_to_frame([_batch(datetime(1998, 6, 30, 8, tzinfo=UTC), 4, 80.0, "r")])
     perf = evaluate_day(
-        LATE,
+        date(1998, 6, 30),
         horizon_days=90,
         labels=None,
         predictions=None,
@@ -203,19 +206,20 @@ def test_log_quality_is_checked_from_enough_labelled_rows() -> None:
     labels = pl.DataFrame({"customer_id": ids, LABEL: y.astype(np.int8)})
     preds = pl.DataFrame({"customer_id": ids, "score": batch_scores, "model_version": [1] * n})
     day = datetime(1998, 4, 1, 9, tzinfo=UTC)
+    matured = day.date()
 
     def log_of(k: int) -> pl.DataFrame:
         b = _batch(day, k, 12.0, "r")
         return batches_to_frame([b])
 
     few = evaluate_day(
-        MATURED, horizon_days=90, labels=labels, predictions=preds, log=log_of(MIN_LOG_ROWS - 1),
+        matured, horizon_days=90, labels=labels, predictions=preds, log=log_of(MIN_LOG_ROWS - 1),
         entity_key="customer_id", champion_version=1,
     )  # fmt: skip
     assert few.quality_source == "batch" and few.log is not None and few.log.rows == MIN_LOG_ROWS - 1
     assert few.value("auc") == pytest.approx(quality(y, batch_scores).value("auc"))
     many = evaluate_day(
-        MATURED, horizon_days=90, labels=labels, predictions=preds, log=log_of(n - 1),
+        matured, horizon_days=90, labels=labels, predictions=preds, log=log_of(n - 1),
         entity_key="customer_id", champion_version=1,
     )  # fmt: skip
     assert many.quality_source == "log" and many.log is not None and many.log.rows == n - 1
@@ -253,8 +257,8 @@ def perf_state(materialized, tmp_path_factory: pytest.TempPathFactory) -> Path: 
     return dst
 
 
-def _runner(state: Path, repo_root: Path) -> Runner:
-    return Runner(Project.load(repo_root / "mlforge.yaml", state_dir=state), dg.DagsterInstance.ephemeral())
+def _runner(state: Path, spec: Path) -> Runner:
+    return Runner(Project.load(spec, state_dir=state), dg.DagsterInstance.ephemeral())
 
 
 def _perf_key(runner: Runner) -> dg.AssetKey:
@@ -268,8 +272,8 @@ def _write_log(storage: Storage, batches: list[PredictionBatch]) -> None:
     assert logger.flush() == sum(b.rows for b in batches)
 
 
-def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Path) -> None:
-    runner = _runner(perf_state, repo_root)
+def test_asset_on_a_matured_day_batch_and_served(materialized, perf_state: Path) -> None:  # type: ignore[no-untyped-def]
+    runner = _runner(perf_state, materialized.spec_path)
     storage = runner.project.storage
     res = runner.materialize([runner.key("predictions", "churn"), _perf_key(runner)], MATURED)
     meta = res.metadata["churn/monitoring/churn/performance"]
@@ -291,7 +295,7 @@ def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Pa
     assert summary["status"] == "ok" and summary["auc"] == pytest.approx(meta["auc"])
 
     # served that day: 300 scored customers in 30 requests (the batch scores), 10 unknown ids, 5 errors
-    at = datetime(1998, 4, 1, 10, tzinfo=UTC)
+    at = datetime(MATURED.year, MATURED.month, MATURED.day, 10, tzinfo=UTC)
     ids = joined["customer_id"].to_list()[:300]
     scores = joined["score"].to_numpy()[:300]
     batches = []
@@ -351,10 +355,10 @@ def test_asset_on_a_matured_day_batch_and_served(perf_state: Path, repo_root: Pa
         assert ev.passed is True and ev.metadata["evaluated"].value is True  # type: ignore[union-attr]
 
 
-def test_asset_on_a_day_whose_labels_have_not_matured(perf_state: Path, repo_root: Path) -> None:
-    runner = _runner(perf_state, repo_root)
+def test_asset_on_a_day_whose_labels_have_not_matured(materialized, perf_state: Path) -> None:  # type: ignore[no-untyped-def]
+    runner = _runner(perf_state, materialized.spec_path)
     meta = runner.materialize([_perf_key(runner)], LATE).metadata["churn/monitoring/churn/performance"]
-    assert meta["status"] == "labels not matured" and meta["matures_on"] == "1998-09-28"
+    assert meta["status"] == "labels not matured" and meta["matures_on"] == LATE_MATURES.isoformat()
     assert meta["auc"] is None and meta["f1"] is None and meta["rows"] is None
     summary = read_json(runner.project.storage, layout.performance_summary("churn", LATE))
     assert summary["status"] == "labels not matured" and summary["auc"] is None
@@ -367,11 +371,11 @@ def webhook(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> list[dict[st
     return receiver.received
 
 
-def test_latency_breach_fires_once_and_resolves(perf_state: Path, repo_root: Path, webhook) -> None:  # type: ignore[no-untyped-def]
-    runner = _runner(perf_state, repo_root)  # built after the webhook variable is set
+def test_latency_breach_fires_once_and_resolves(materialized, perf_state: Path, webhook) -> None:  # type: ignore[no-untyped-def]
+    runner = _runner(perf_state, materialized.spec_path)  # built after the webhook variable is set
     storage = runner.project.storage
-    slow = [date(1998, 6, 10), date(1998, 6, 11)]
-    fine = date(1998, 6, 12)
+    slow = [date(1997, 9, 10), date(1997, 9, 11)]  # days whose labels mature after the history
+    fine = date(1997, 9, 12)
     for d in [*slow, fine]:
         at = datetime(d.year, d.month, d.day, 14, tzinfo=UTC)
         high = 120.0 if d in slow else 20.0
@@ -390,9 +394,9 @@ def test_latency_breach_fires_once_and_resolves(perf_state: Path, repo_root: Pat
     assert all(m["status"] == "labels not matured" for m in metas)
     latency = [a for a in webhook if a["key"].endswith(":max_latency_p99_ms")]
     assert [a["status"] for a in latency] == ["firing", "resolved"]
-    assert latency[0]["partition"] == "1998-06-10" and latency[0]["threshold"] == 50.0
+    assert latency[0]["partition"] == "1997-09-10" and latency[0]["threshold"] == 50.0
     assert latency[0]["value"] == pytest.approx(expected_p99[0])
-    assert latency[1]["partition"] == "1998-06-12"
+    assert latency[1]["partition"] == "1997-09-12"
     assert latency[0]["key"] == "churn/monitoring/churn/performance:max_latency_p99_ms"
     # the AUC check was not evaluated on these days: it neither fired nor resolved anything
     assert webhook == latency
@@ -405,7 +409,8 @@ def test_quickstart_plan_adds_performance_only_when_the_day_has_labels(
     perf = runner.key("monitoring", "churn", "performance")
     default = runner.quickstart_plan()  # predicts 1998-06-30, whose labels mature after the history
     assert all(perf not in keys for _, keys, _, _ in default)
-    early = runner.quickstart_plan(MATURED)
+    matured = date(1998, 4, 1)  # the last day whose 90-day labels exist in the full history
+    early = runner.quickstart_plan(matured)
     *_, (_, keys, first, last) = early
-    assert perf in keys and first == last == MATURED
-    assert early[2][3] == MATURED  # the labels step reaches the predicted day
+    assert perf in keys and first == last == matured
+    assert early[2][3] == matured  # the labels step reaches the predicted day

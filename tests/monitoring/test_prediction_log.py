@@ -288,6 +288,8 @@ def test_two_workers_serve_and_flush_every_row_on_sigterm(
     cmd = [
         str(exe),
         "serve",
+        "--spec",
+        str(project.root / "mlforge.yaml"),
         "--home",
         str(project.settings.state_dir),
         "--port",

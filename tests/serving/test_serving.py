@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from projects import END
 
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import Manifest, read_manifest, write_manifest
@@ -32,7 +32,7 @@ from serving.app import create_app
 
 ENDPOINT = "churn-api"
 VIEW = "customer_activity"
-DAY = date(1998, 6, 30)
+DAY = END  # the compact example's deployed day
 NOT_IN_STORE = "99999"  # no such customer (every known one, active or not, is in the store)
 FORBIDDEN = ("dagster", "mlflow", "pandas", "evidently")
 # polars only writes the prediction log: the app loads it in its start-up, not at import time

@@ -294,7 +294,15 @@ def cli(
     env["MLFORGE_STORAGE_ROOT"] = str(storage_root)
     exe = Path(sys.executable).parent / "mlforge"
     return subprocess.run(
-        [str(exe), "deploy", *args, "--home", str(project.settings.state_dir)],
+        [
+            str(exe),
+            "deploy",
+            *args,
+            "--spec",
+            str(project.root / "mlforge.yaml"),
+            "--home",
+            str(project.settings.state_dir),
+        ],
         cwd=repo_root,
         env=env,
         capture_output=True,

@@ -5,7 +5,6 @@ model files next to the deployed XGBoost champion, with hot swaps and shadows ac
 from __future__ import annotations
 
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from projects import END
 
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import Manifest, Variant, write_manifest
@@ -51,7 +51,7 @@ def snapshot(project: Project, manifest: Manifest) -> pl.DataFrame:
     """The served snapshot with generated labels of every task (from the features, so learnable)."""
     from mlforge.features.offline import read_snapshot
 
-    df = read_snapshot(project.storage, "customer_activity", date(1998, 6, 30)).sort("customer_id")
+    df = read_snapshot(project.storage, "customer_activity", END).sort("customer_id")
     x = df.select(manifest.feature_names).to_numpy().astype(np.float64)
     signal = np.nan_to_num(x[:, 0]) - np.nanmedian(x[:, 0])
     noise = np.random.default_rng(1).normal(0, np.std(signal), len(df))  # scores between 0 and 1
@@ -78,7 +78,7 @@ def fit(project: Project, snapshot: pl.DataFrame, features: list[str], case: str
         update={"algorithm": algorithm, "task": task, "params": params, "scaler": scaler}
     )
     train = snapshot.with_columns(pl.col(str(task)).alias(LABEL))
-    data = TrainingData(train, train.head(0), features, [date(1998, 6, 30)], date(1998, 6, 30))
+    data = TrainingData(train, train.head(0), features, [END], END)
     return model_class(algorithm).fit(data, spec)
 
 

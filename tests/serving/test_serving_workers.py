@@ -76,6 +76,8 @@ def server(
     cmd = [
         str(Path(sys.executable).parent / "mlforge"),
         "serve",
+        "--spec",
+        str(project.root / "mlforge.yaml"),
         "--home",
         str(project.settings.state_dir),
         "--port",
