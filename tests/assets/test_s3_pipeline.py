@@ -1,8 +1,9 @@
 """The whole graph on S3: every store and the MLflow artifacts on a real SeaweedFS server.
 
 The project is configured the way a deployment is — environment variables only (storage root,
-S3 endpoint, artifact root, AWS_* keys) — on a compact copy of the example spec (Jan–Sep 1997, short
-lookback and horizon) so the run stays fast. Nothing may land in the local state folder's storage.
+S3 endpoint, artifact root, AWS_* keys) — on a compact copy of the example spec (short lookback and horizon, partitions from the first
+training snapshot of the cutoff's model, 1997-04-30, to 1997-09-30) so the run stays fast. Nothing
+may land in the local state folder's storage.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from projects import CUTOFF, START, compact_spec, write_spec
+from projects import CUTOFF, TRAIN_START, compact_spec, starting, write_spec
 
 from mlforge.config.project import Project
 from mlforge.deployment.manifest import read_manifest
@@ -55,9 +56,9 @@ FOREIGN_ENV = (
 
 
 def _write_compact_spec(folder: Path, repo_root: Path) -> Path:
-    """The compact example project reading the bundled CDNOW file."""
+    """The compact example project reading the bundled CDNOW file, from the first training day."""
     source = str(repo_root / "data" / "cdnow" / "CDNOW_master.txt")
-    return write_spec(folder, compact_spec(repo_root, source))
+    return write_spec(folder, starting(compact_spec(repo_root, source), TRAIN_START))
 
 
 @dataclass
@@ -133,7 +134,7 @@ def test_whole_graph_runs_on_s3(s3_env: S3Env, monkeypatch: pytest.MonkeyPatch) 
     steps = runner.run_plan(runner.quickstart_plan(CUTOFF))
     seconds = time.perf_counter() - t0
     print(f"\nwhole graph on S3 (SeaweedFS): {seconds:.1f}s in {len(steps)} runs")
-    assert [s.first for s in steps] == ["1997-01-01"] * 3 + ["1997-08-31"]
+    assert [s.first for s in steps] == ["1997-04-30"] * 3 + ["1997-08-31"]
     assert steps[0].last == "1997-09-30" and steps[2].last == "1997-08-31"
 
     # MLflow's S3 endpoint was set for the tracker's operations only, never left in the process
@@ -143,7 +144,7 @@ def test_whole_graph_runs_on_s3(s3_env: S3Env, monkeypatch: pytest.MonkeyPatch) 
     stored = s3_env.keys_under(s3_env.storage_prefix)
     assert set(STAGES) <= {k.split("/", 1)[0] for k in stored}
     for expected in (
-        "raw/transactions/date=1997-01-01/data.parquet",
+        "raw/transactions/date=1997-04-30/data.parquet",
         "raw/transactions/date=1997-09-30/_meta.json",
         f"features/customer_activity/date={CUTOFF}/data.parquet",
         "labels/churn/date=1997-08-31/data.parquet",
@@ -213,7 +214,7 @@ def test_wrong_secret_key_is_a_clear_store_unavailable_error(
     # through the graph: the raw stage fails with the same message, not a botocore traceback
     runner = Runner(project)
     with pytest.raises(MLForgeError) as run_err:
-        runner.materialize([runner.key("raw", "transactions")], START)
+        runner.materialize([runner.key("raw", "transactions")], TRAIN_START)
     text = str(run_err.value)
     assert "S3 put failed on" in text and "SignatureDoesNotMatch" in text
     assert wrong not in text and "botocore" not in text

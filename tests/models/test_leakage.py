@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from projects import CUTOFF, END, HORIZON, compact_spec, write_spec
+from projects import CUTOFF, END, HORIZON, TRAIN_START, compact_spec, starting, write_spec
 
 from mlforge.config.project import Project
 from mlforge.io import layout
@@ -26,14 +26,12 @@ from mlforge.models.training import read_trained
 from mlforge_assets.runner import Runner
 
 #: the first partition: the first training snapshot of the model for CUTOFF (checked below)
-START = date(1997, 4, 30)
+START = TRAIN_START
 
 
 def _spec(repo_root: Path) -> dict[str, Any]:
     """The compact example reading data/tx.txt, its partitions from START to the end of Sep 1997."""
-    spec = compact_spec(repo_root, "data/tx.txt")
-    spec["partitions"]["start"] = START.isoformat()
-    return spec
+    return starting(compact_spec(repo_root, "data/tx.txt"), START)
 
 
 def _write_project(folder: Path, repo_root: Path, rows: list[str]) -> Path:
