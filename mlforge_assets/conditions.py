@@ -1,7 +1,11 @@
 """Declarative automation where a dependency says it better than a sensor.
 
 Dagster's built-in `eager()` / `on_missing()` consider only the latest time partition; these
-conditions apply to every day, because a replay or a late arrival makes historic days current.
+conditions apply to every day, because a replay or a late arrival makes historic days current:
+a late file for an old day re-materializes that raw day, and every stored day that reads it
+(the entity index from that day on, features, labels, the online store, predictions,
+performance) is redone by the automation sensor, in one backfill per tick. Drift reports are
+not redone: each is the record of what was observed on its day and what the sensors acted on.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dagster as dg
+
+#: the tag Dagster puts on every run (and backfill) the automation sensor launches
+AUTOMATION_TAG = "dagster/from_automation_condition"
 
 
 def when_matured(horizon_days: int) -> dg.AutomationCondition:
@@ -30,13 +37,26 @@ def when_matured(horizon_days: int) -> dg.AutomationCondition:
 
 
 def after_upstream(*upstream: dg.AssetKey, label: str, only_existing: bool = True) -> dg.AutomationCondition:
-    """A day is (re)done when an upstream day updates (any dependency, or only `upstream`) and no
-    dependency is missing or running; `only_existing` redoes only days already materialized."""
-    updated = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+    """A day is (re)done once a day it reads (of any dependency, or only of `upstream`) changed
+    since it was last handled, with no dependency missing or running; `only_existing` redoes
+    only days already materialized (what a late file or a new registration made stale).
+
+    Like Dagster's ``any_deps_updated()`` inside ``eager()``, without its latest-partition
+    restriction: an update made by a run that also targeted this asset does not count (that run
+    already did it), nor one made by the automation's own runs (what they redo was requested on
+    the same tick, through ``will_be_requested``, or it would run twice); one still pending
+    behind a running dependency is remembered until it can run (``since_last_handled``).
+    """
+    by_others = (
+        dg.AutomationCondition.newly_updated()
+        & ~dg.AutomationCondition.executed_with_root_target()
+        & ~dg.AutomationCondition.executed_with_tags(tag_keys={AUTOMATION_TAG})
+    ).with_label("updated by another run")
+    updated = dg.AutomationCondition.any_deps_match(by_others | dg.AutomationCondition.will_be_requested())
     if upstream:
         updated = updated.allow(dg.AssetSelection.assets(*upstream))
     condition = (
-        updated
+        updated.since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

@@ -28,22 +28,29 @@ from typing import Any
 import dagster as dg
 import yaml
 
+# no public name yet for a backfill's status (the automation's backfills keep the loop busy)
+from dagster._core.execution.backfill import BulkActionStatus
+
 from mlforge.config.project import Project
 from mlforge.data.simulate import DriftScenario, inject_drift, write_whitespace
 from mlforge.deployment.manifest import read_manifest
 from mlforge.monitoring.drift_events import DRIFT_TRIGGER_TAG
+from mlforge_assets.conditions import AUTOMATION_TAG
 from mlforge_assets.metadata import metadata_values
 from mlforge_assets.partitions import asset_key
 from mlforge_assets.runner import Runner, StepResult
 from mlforge_assets.sensors import IN_PROGRESS_STATUSES
 
 INSTANCE_YAML = """\
-# The demo's Dagster instance: SQLite under this folder, one run at a time (the replay is a clock).
+# The demo's Dagster instance: SQLite under this folder, one run at a time (the replay is a clock),
+# dequeued as soon as the previous one ends (the default polls every 5 s).
 telemetry:
   enabled: false
 concurrency:
   runs:
     max_concurrent_runs: 1
+run_queue:
+  dequeue_interval_seconds: 1
 """
 
 
@@ -225,7 +232,7 @@ def observe(project: Project, instance: dg.DagsterInstance, ticks: bool = False)
         report.runs_by_job[run.job_name] = report.runs_by_job.get(run.job_name, 0) + 1
         if run.status == dg.DagsterRunStatus.FAILURE:
             report.failed_runs.append(f"{run.job_name}:{run.tags.get('dagster/partition')}:{run.run_id[:8]}")
-        if run.tags.get("dagster/from_automation_condition") or run.job_name == "__ASSET_JOB":
+        if run.tags.get(AUTOMATION_TAG) or run.job_name == "__ASSET_JOB":
             keys = sorted(k.to_user_string().removeprefix(f"{p}/") for k in run.asset_selection or [])
             report.automation_runs.append(f"{','.join(keys)} {run.tags.get('dagster/partition', '')}".strip())
         if run.tags.get("mlforge/replay") and run.status == dg.DagsterRunStatus.SUCCESS:
@@ -289,7 +296,9 @@ def watch(
     with setup.instance() as instance:
         while True:
             report = observe(project, instance)
-            busy = instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_STATUSES)), limit=1)
+            busy = bool(
+                instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS_STATUSES)), limit=1)
+            ) or bool(instance.get_backfills(status=BulkActionStatus.REQUESTED, limit=1))
             now = time.monotonic()
             state = (len(report.replayed_days), sum(report.runs_by_job.values()), bool(busy))
             report.seconds = now - t0

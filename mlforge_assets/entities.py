@@ -22,7 +22,8 @@ from mlforge.features.entities import (
     read_index,
     write_index,
 )
-from mlforge_assets.partitions import asset_key, previous
+from mlforge_assets.conditions import after_upstream
+from mlforge_assets.partitions import asset_key, history, previous
 from mlforge_assets.stage import Stage, StageResult, stage_asset
 
 
@@ -72,7 +73,10 @@ def entities_asset(project: Project, ds: DatasetSpec) -> dg.AssetsDefinition:
         description=f"Every {ds.entity} seen in `{ds.name}` up to the day (the universe models score), "
         "with first/last day and lifetime statistics.",
         kinds={"parquet", "polars"},
-        deps=[dg.AssetDep(asset_key(project, "raw", ds.name)), previous(key)],
+        # the index of a day folds every raw day up to it: a late file for an old day makes every
+        # later index stale, and the automation refolds the stored ones from that day on
+        deps=[history(project, asset_key(project, "raw", ds.name)), previous(key)],
         run=run,
         every_day=True,
+        automation_condition=after_upstream(label="refold after an earlier raw day changed"),
     )

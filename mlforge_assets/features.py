@@ -18,6 +18,7 @@ from mlforge.features.online import load_latest
 from mlforge.features.refs import feature_names
 from mlforge.features.snapshots import EVENT_TS, iter_snapshots
 from mlforge.io.timeline import clip, days_between, feature_window, key
+from mlforge_assets.conditions import after_upstream
 from mlforge_assets.metadata import md_table
 from mlforge_assets.partitions import asset_key, window
 from mlforge_assets.stage import Stage, StageResult, check, stage_asset
@@ -90,6 +91,7 @@ def feature_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinitio
             check("unique_keys", f"One row per {join_key}.", keys=[join_key]),
             check("no_future_data", "No event after the snapshot day was read."),
         ],
+        automation_condition=after_upstream(label="recompute after an input day changed"),
     )
 
 
@@ -121,4 +123,5 @@ def online_asset(project: Project, view: FeatureViewSpec) -> dg.AssetsDefinition
         kinds={"redis" if project.settings.online_store_url.startswith("redis") else "sqlite"},
         deps=[dg.AssetDep(asset_key(project, "features", view.name))],
         run=run,
+        automation_condition=after_upstream(label="reload after the snapshot changed"),
     )

@@ -10,7 +10,7 @@ from mlforge.config.project import Project
 from mlforge.config.spec import ModelSpec
 from mlforge.features.labels import build_labels, describe_label, label_view, label_views
 from mlforge.models.base import Task
-from mlforge_assets.conditions import when_matured
+from mlforge_assets.conditions import after_upstream, when_matured
 from mlforge_assets.partitions import asset_key, window
 from mlforge_assets.stage import Stage, StageResult, stage_asset
 
@@ -50,5 +50,6 @@ def label_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition:
             window(project, asset_key(project, "raw", ds.name), 1, h),
         ],
         run=run,
-        automation_condition=when_matured(h),
+        # once when they mature, again when a day they read changed (a late file)
+        automation_condition=when_matured(h) | after_upstream(label="relabel after an input day changed"),
     )

@@ -53,6 +53,18 @@ def window(project: Project, upstream: dg.AssetKey, start_days: int, end_days: i
     )
 
 
+def history(project: Project, upstream: dg.AssetKey) -> dg.AssetDep:
+    """A dependency on every upstream partition up to this one (a fold over the whole history:
+    a change to any earlier day makes every later partition stale)."""
+    n = len(partitions_def(project).get_partition_keys())
+    return dg.AssetDep(
+        upstream,
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-max(n - 1, 0), end_offset=0, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
 def previous(upstream: dg.AssetKey) -> dg.AssetDep:
     """A dependency on the partition before (a self-dependency chains a fold)."""
     return dg.AssetDep(

@@ -67,5 +67,5 @@ def predictions_asset(project: Project, model: ModelSpec) -> dg.AssetsDefinition
         ]
         + [dg.AssetDep(registered)],
         run=run,
-        automation_condition=after_upstream(registered, label="rescore after a new registration"),
+        automation_condition=after_upstream(label="rescore after a new registration or changed features"),
     )

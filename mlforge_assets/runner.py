@@ -57,19 +57,19 @@ class Runner:
         first: date,
         last: date | None = None,
         raise_on_error: bool = True,
+        tags: dict[str, str] | None = None,
     ) -> StepResult:
-        """Materialize `keys` for the partitions holding the days first..last, in a single run."""
+        """Materialize `keys` for the partitions holding the days first..last, in a single run
+        (with the run `tags` given)."""
         last = last or first
         t0 = time.perf_counter()
-        kwargs: dict[str, object] = {}
+        run_tags = dict(tags or {})
+        kwargs: dict[str, object] = {"tags": run_tags}
         lo, hi = self.cadence.key_of(first), self.cadence.key_of(last)
         if lo == hi:
             kwargs["partition_key"] = lo
         else:
-            kwargs["tags"] = {
-                "dagster/asset_partition_range_start": lo,
-                "dagster/asset_partition_range_end": hi,
-            }
+            run_tags |= {"dagster/asset_partition_range_start": lo, "dagster/asset_partition_range_end": hi}
         result = dg.materialize(
             self.assets,
             selection=list(keys),

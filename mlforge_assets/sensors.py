@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -106,15 +106,22 @@ def sensor_interval(project: Project) -> int:
 
 
 def landing_sensor(project: Project, dataset: str, job: Any) -> dg.SensorDefinition:
-    """New files in a watched source's landing area → the daily refresh of each day they cover.
+    """New files in a watched source's landing area → the days they cover, materialized.
 
     The first tick only records the files already there (the history a backfill materializes),
     so turning the sensor on never re-runs the past. After that each new file is inspected once
-    (the cursor maps file name → sha256): a file that fits the schema
-    requests one refresh run per partition day its rows fall in (a late file for an old day
-    re-materializes that day, and Dagster's data versions mark what depends on it stale); one that
-    does not is moved to `_quarantine/` with a note naming the file, row and column, and nothing
-    is requested or stored for it (:mod:`mlforge.data.landing`).
+    (the cursor maps file name → sha256). A file that fits the schema requests, for the days its
+    rows fall in:
+
+    - days not stored yet: one daily refresh over them (a new day becomes a scored day). A day's
+      entity index folds the day before's, so a file for a day after the next one to come waits
+      (it stays out of the cursor) until the day before it is stored;
+    - days already stored (a late file): the raw day alone. Dagster's data versions mark what
+      reads it stale, and the declarative automation redoes the stored days downstream (the
+      index from that day on, features, labels, online store, predictions; see conditions).
+
+    One that does not fit is moved to `_quarantine/` with a note naming the file, row and column,
+    and nothing is requested or stored for it (:mod:`mlforge.data.landing`).
     """
     from mlforge.data.landing import inspect_file, landing_of
 
@@ -142,23 +149,47 @@ def landing_sensor(project: Project, dataset: str, job: Any) -> dg.SensorDefinit
         new = [n for n in landing.files() if n not in seen]
         if not new:
             return dg.SkipReason(f"no new file in {landing.storage.uri('')}")
+        raw, index = asset_key(project, "raw", dataset), asset_key(project, "entities", dataset)
+        stored = context.instance.get_materialized_partitions(raw)
+        indexed = context.instance.get_materialized_partitions(index)
         requests: list[dg.RunRequest] = []
         for name in new:
             found = inspect_file(project.spec, ds, landing, name)
-            seen[name] = found.sha256
             if found.error is not None:
+                seen[name] = found.sha256
                 context.log.warning(f"quarantined {name}: {found.error}")
                 continue
-            context.log.info(f"{name}: {found.rows} rows for {len(found.days)} day(s)")
             partitions = sorted({cadence.key_of(d) for d in found.days})
-            requests += [
-                dg.RunRequest(
-                    run_key=f"landing-{dataset}-{name}-{found.sha256[:12]}-{p}",
-                    partition_key=p,
-                    tags={"mlforge/landing_file": name},
+            late = [p for p in partitions if p in stored]
+            fresh = [p for p in partitions if p not in stored]
+            before = cadence.key_of(date.fromisoformat(fresh[0]) - timedelta(days=1)) if fresh else None
+            if fresh and fresh[0] != cadence.key_of(cadence.start) and before not in indexed:
+                context.log.info(
+                    f"{name}: waits for {before} (the day before its first new day) to be stored"
                 )
-                for p in partitions
+                continue
+            seen[name] = found.sha256
+            context.log.info(f"{name}: {found.rows} rows, {len(late)} stored day(s) redone, {len(fresh)} new")
+            tag = {"mlforge/landing_file": name}
+            run_key = f"landing-{dataset}-{name}-{found.sha256[:12]}"
+            requests += [
+                dg.RunRequest(run_key=f"{run_key}-{p}", partition_key=p, asset_selection=[raw], tags=tag)
+                for p in late
             ]
+            if fresh:
+                span = {
+                    "dagster/asset_partition_range_start": fresh[0],
+                    "dagster/asset_partition_range_end": fresh[-1],
+                }
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{run_key}-{fresh[0]}-{fresh[-1]}", partition_key=fresh[0], tags=tag
+                    )
+                    if len(fresh) == 1
+                    else dg.RunRequest(run_key=f"{run_key}-{fresh[0]}-{fresh[-1]}", tags=tag | span)
+                )
+        if not requests and all(n not in seen for n in new):
+            return dg.SkipReason(f"{len(new)} new file(s) in {landing.storage.uri('')} wait for earlier days")
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     return _sensor

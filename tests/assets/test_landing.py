@@ -13,6 +13,7 @@ from projects import compact_spec, write_spec
 
 from mlforge.config.project import Project
 from mlforge.data.landing import QUARANTINE, inspect_file, landing_of
+from mlforge.io.timeline import days_between
 from mlforge_assets.factory import build_definitions
 
 HEADER = "customer_id date number_of_cds dollar_value"
@@ -45,22 +46,55 @@ def _tick(
     return list(result.run_requests or []), result.cursor, result.skip_message
 
 
+def _stored(instance: dg.DagsterInstance, first: date, last: date) -> None:
+    """Record raw and entity-index materializations of first..last in the instance (what the
+    landing sensor reads to tell a late day from a new one)."""
+    for d in days_between(first, last):
+        for stage in ("raw", "entities"):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    dg.AssetKey(["churn", stage, "transactions"]), partition=d.isoformat()
+                )
+            )
+
+
 def test_each_new_file_requests_its_days_once(project: Project) -> None:
     sensor = _sensor(project)
     landing = project.root / "landing"
+    raw = dg.AssetKey(["churn", "raw", "transactions"])
     with dg.instance_for_test() as instance:
+        _stored(instance, date(1997, 1, 1), date(1997, 9, 25))  # the history, backfilled
         runs, cursor, skip = _tick(sensor, instance, None)
         # the first tick records the history already there, it does not re-run the past
         assert runs == [] and json.loads(cursor or "{}") == {"history.txt": "present"}
         assert skip is not None and "1 file(s) already there" in skip
-        # a new file with two days, one of them late (a day the history already holds)
+        # a new file with two days: a new one (a daily refresh) and a late one (the raw day alone;
+        # the automation redoes what reads it, tests/assets/test_late_data.py)
         (landing / "day-0926.txt").write_text(f"{HEADER}\n90001 19970926 2 30.50\n00003 19970910 1 9.99\n")
         runs, cursor, _ = _tick(sensor, instance, cursor)
-        assert sorted(r.partition_key for r in runs) == ["1997-09-10", "1997-09-26"]
+        by_day = {r.partition_key: r for r in runs}
+        assert sorted(by_day) == ["1997-09-10", "1997-09-26"]
+        assert by_day["1997-09-10"].asset_selection == [raw]
+        assert by_day["1997-09-26"].asset_selection is None  # the whole daily refresh
         assert all(r.tags["mlforge/landing_file"] == "day-0926.txt" for r in runs)
         # nothing new: nothing requested, and the file is never inspected twice
         again, cursor2, skip = _tick(sensor, instance, cursor)
         assert again == [] and cursor2 in (None, cursor) and "no new file" in (skip or "")
+        # a file for a day after the next one waits (the index of a day folds the day before's)
+        (landing / "day-0928.txt").write_text(f"{HEADER}\n90002 19970928 1 12.00\n")
+        waiting, cursor3, skip = _tick(sensor, instance, cursor)
+        assert waiting == [] and "wait" in (skip or "") and cursor3 in (None, cursor)
+        _stored(instance, date(1997, 9, 26), date(1997, 9, 27))
+        runs, cursor, _ = _tick(sensor, instance, cursor)
+        assert [(r.partition_key, r.asset_selection) for r in runs] == [("1997-09-28", None)]
+        assert "day-0928.txt" in json.loads(cursor or "{}")
+        # two new days in one file: one run over both
+        _stored(instance, date(1997, 9, 28), date(1997, 9, 28))
+        (landing / "days.txt").write_text(f"{HEADER}\n90003 19970929 1 5.00\n90003 19970930 1 6.00\n")
+        (span,), _, _ = _tick(sensor, instance, cursor)
+        assert span.partition_key is None and span.asset_selection is None
+        assert span.tags["dagster/asset_partition_range_start"] == "1997-09-29"
+        assert span.tags["dagster/asset_partition_range_end"] == "1997-09-30"
     assert sensor[0].job_name == "churn_daily_refresh"
 
 

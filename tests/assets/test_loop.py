@@ -1,26 +1,32 @@
-"""The unattended loop on a real dagster-daemon: replay → drift → one retrain → gate → deployment.
+"""The unattended loop on a real dagster-daemon: replay → drift → one retrain → gate → deployment,
+then files landing: a new day becomes a scored day, a late file is carried through by automation.
 
-Nothing in this test calls a stage: it prepares a project whose source has drift injected from a
-given day, backfills the history before the replay, starts `dagster-daemon` against a temporary
-instance, and only watches. Alerts go to a webhook receiver the test runs on 127.0.0.1.
+Nothing in this test calls a stage: it prepares a project whose source (a watched landing folder)
+has drift injected from a given day, backfills the history before the replay, starts
+`dagster-daemon` against a temporary instance, drops two files, and only watches. Alerts go to a
+webhook receiver the test runs on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 from projects import compact_spec, first_training_day, starting
 
 from mlforge.data.simulate import DriftScenario
+from mlforge.features.offline import read_snapshots
 from mlforge.io import layout
 from mlforge.io.storage import read_json, read_parquet
+from mlforge.io.timeline import days_between
 from mlforge_assets import demo
 from servers import Receiver
+
+HEADER = "customer_id date number_of_cds dollar_value"
 
 # the compact example (to Sep 1997): the same graph as the full history at a fraction of the
 # backfill (one clean day, then two drifted: one retrain and one alert for both). Each replayed day
@@ -29,11 +35,12 @@ from servers import Receiver
 # materializes every day that model (and the retrain a day or two later) reads, and no more.
 REPLAY_START, REPLAY_END, DRIFT_FROM = date(1997, 9, 26), date(1997, 9, 28), date(1997, 9, 27)
 CLEAN = ["1997-09-26"]
-# the day of the file dropped into the landing area during the run: a late file for a day the
-# backfill stored before the replay (a day's index folds the day before's, so a file for a day
-# after the last materialized one waits for that day)
-LANDED = date(1997, 9, 20)
 DRIFTED = ["1997-09-27", "1997-09-28"]
+# files dropped into the landing area during the run: one for the day after the replay (it waits
+# for the replay's last day, whose index its day folds, then becomes a scored day), and a late one
+# for a day the backfill stored before the replay (its raw day is redone, and the declarative
+# automation refolds the index and recomputes the features of every stored day after it)
+NEW_DAY, LATE = date(1997, 9, 29), date(1997, 9, 20)
 
 
 @pytest.mark.timeout(900)
@@ -54,13 +61,16 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     )
     project = setup.project()
     history = (setup.folder / "landing" / "transactions" / "history.txt").read_text().split("\n")
-    # the customers known by the landed day: those who bought from the first partition on (5,318);
-    # the landed file is a purchase by the first of them (a late file brings no new customer: the
-    # index days after its day were folded before it arrived)
-    first, last = f"{start:%Y%m%d}", f"{LANDED:%Y%m%d}"
-    known = {ln.split()[0] for ln in history[1:] if ln.strip() and first <= ln.split()[1] <= last}
-    assert len(known) > 5_000
-    customer = min(known)
+    rows = [ln.split() for ln in history[1:] if ln.strip()]
+
+    def known_by(d: date) -> set[str]:
+        return {r[0] for r in rows if f"{start:%Y%m%d}" <= r[1] <= f"{d:%Y%m%d}"}
+
+    # the late purchase is by a customer who bought nothing in the week after it, so the feature
+    # snapshots of that week change only if the automation recomputes them
+    quiet = {r[0] for r in rows if f"{LATE:%Y%m%d}" <= r[1] <= f"{LATE + timedelta(days=7):%Y%m%d}"}
+    customer = min(known_by(LATE) - quiet)
+    other = max(known_by(NEW_DAY))
     demo.backfill(setup)
     tracker = project.tracker
     before = tracker.alias("churn", "champion")
@@ -72,17 +82,16 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     finally:
         del os.environ["MLFORGE_ALERT_WEBHOOK_URL"]
     try:
-        # once the landing sensor has recorded the history file, a new file lands for an old day
-        # nobody requests again and nobody ever scored: only the sensor can make it a scored day
-        deadline = time.monotonic() + 120
-        while demo.sensor_cursor(setup, "churn_transactions_landing") is None and time.monotonic() < deadline:
-            time.sleep(1)
+        # the replay: drift → one retrain → gate → deployment, with nothing else running
+        replay = demo.watch(setup, timeout=600, settle_seconds=12)
+        assert replay.finished, (setup.folder / "daemon.log").read_text()[-3000:]
+        # then two files land: a new day nobody ever scored (only the landing sensor can make it
+        # a scored day) and a late purchase for a day stored before the replay
         assert demo.sensor_cursor(setup, "churn_transactions_landing") is not None
-        assert not project.storage.exists(layout.predictions("churn", LANDED))  # never scored yet
-        landed = setup.folder / "landing" / "transactions" / f"{LANDED}.txt"
-        landed.write_text(
-            f"customer_id date number_of_cds dollar_value\n{customer} {LANDED:%Y%m%d} 2 21.50\n"
-        )
+        assert not project.storage.exists(layout.predictions("churn", NEW_DAY))
+        folder = setup.folder / "landing" / "transactions"
+        (folder / f"{NEW_DAY}.txt").write_text(f"{HEADER}\n{other} {NEW_DAY:%Y%m%d} 1 12.00\n")
+        (folder / f"{LATE}.txt").write_text(f"{HEADER}\n{customer} {LATE:%Y%m%d} 2 21.50\n")
         report = demo.watch(setup, timeout=600, settle_seconds=12)
     finally:
         demo.stop(proc)
@@ -96,12 +105,21 @@ def test_unattended_loop_on_dagster_daemon(tmp_path: Path, repo_root: Path, rece
     assert report.failed_runs == []
     # every replayed day materialized, by the replay sensor's runs
     assert report.replayed_days == CLEAN + DRIFTED
-    # the replayed days, and the landed file's day (requested by the landing sensor)
-    assert report.runs_by_job["churn_daily_refresh"] == len(CLEAN + DRIFTED) + 1
-    scored = read_parquet(project.storage, layout.predictions("churn", LANDED))
-    assert sorted(scored["customer_id"]) == sorted(known)  # every customer known by the landed day
-    same_day = sum(1 for ln in history if f" {LANDED:%Y%m%d} " in ln)
-    assert read_json(project.storage, layout.raw_meta("transactions", LANDED))["rows"] == same_day + 1
+    # the replayed days, the late file's raw day alone, and the new file's day
+    assert report.runs_by_job["churn_daily_refresh"] == len(CLEAN + DRIFTED) + 2
+    scored = read_parquet(project.storage, layout.predictions("churn", NEW_DAY))
+    assert sorted(scored["customer_id"]) == sorted(known_by(NEW_DAY))  # every customer known by the day
+    for d in (NEW_DAY, LATE):
+        same_day = sum(1 for r in rows if r[1] == f"{d:%Y%m%d}")
+        assert read_json(project.storage, layout.raw_meta("transactions", d))["rows"] == same_day + 1
+    # the late purchase reached the stored days after it, without a command: the backfill stored
+    # 1997-09-21..25 before the daemon started and nothing but the automation redid them
+    assert any("entities/transactions" in r.split()[0].split(",") for r in report.automation_runs)
+    for d in days_between(LATE + timedelta(days=1), LATE + timedelta(days=5)):
+        snap = read_snapshots(project.storage, "customer_activity", [d]).filter(
+            pl.col("customer_id") == customer
+        )
+        assert snap["days_since_last"].to_list() == [(d - LATE).days], d
     # the drift report flagged the injected drift and not the clean days
     assert all(report.drift_share[d] < 0.5 for d in CLEAN), report.drift_share
     assert all(report.drift_share[d] >= 0.5 for d in DRIFTED), report.drift_share
