@@ -1,12 +1,116 @@
-"""`mlforge deploy …`: inspect, roll back and re-weight endpoint deployments."""
+"""`mlforge deploy …`: deploy a registered version, inspect, roll back and re-weight endpoints."""
 
 from __future__ import annotations
+
+from datetime import date
+from typing import Literal
 
 from cyclopts import App
 
 from mlforge.cli.options import Home, Spec, fail, load_project
 
-deploy_app = App(name="deploy", help="Inspect and roll back endpoint deployments.")
+deploy_app = App(
+    name="deploy",
+    help="Deploy a registered model version to an endpoint (`mlforge deploy MODEL --version N --endpoint E`); "
+    "inspect, roll back and re-weight endpoint deployments.",
+)
+
+
+@deploy_app.default
+def deploy_model(
+    model: str,
+    /,
+    *,
+    endpoint: str,
+    version: int | None = None,
+    alias: str | None = None,
+    strategy: Literal["blue_green", "canary", "champion_challenger"] | None = None,
+    steps: str | None = None,
+    challenger_traffic: int | None = None,
+    mode: Literal["split", "shadow"] | None = None,
+    spec: Spec = None,
+    home: Home = None,
+) -> None:
+    """Write a new manifest revision of ENDPOINT serving MODEL's version N (or the one ALIAS names),
+    through the same code as the deployment asset.
+
+    Parameters
+    ----------
+    model
+        The model's name in the spec.
+    endpoint
+        The endpoint to deploy to (it must serve MODEL in the spec).
+    version
+        The registered version to deploy.
+    alias
+        Or the alias naming it (``champion``, ``challenger``).
+    strategy
+        How it reaches traffic (default: the endpoint's strategy in the spec). Champion-challenger
+        deploys the version as the challenger beside the champion.
+    steps
+        Canary traffic steps in percent, e.g. ``10,50,100``.
+    challenger_traffic
+        Champion-challenger: the challenger's share in percent.
+    mode
+        Champion-challenger: ``split`` (answers its share) or ``shadow`` (scores, never answers).
+    """
+    from pydantic import ValidationError
+
+    from mlforge.config.spec import StrategySpec
+    from mlforge.deployment.rollout import deploy_endpoint
+    from mlforge.io.timeline import Cadence
+    from mlforge.models.base import CUTOFF_TAG
+
+    if (version is None) == (alias is None):
+        fail("give exactly one of --version N or --alias NAME")
+    project = load_project(spec, home)
+    s = project.spec
+    s.model(model)
+    dep = s.deployment(endpoint)
+    if dep.model != model:
+        fail(
+            f"endpoint {endpoint} serves model {dep.model}, not {model} (see deployments in {project.spec_path})"
+        )
+    overrides: dict[str, object] = {"kind": strategy} if strategy else {}
+    if steps is not None:
+        try:
+            overrides["steps"] = [int(x) for x in steps.split(",") if x.strip()]
+        except ValueError:
+            fail(f"--steps must be percents separated by commas, e.g. 10,50,100, got {steps!r}")
+    if challenger_traffic is not None:
+        overrides["challenger_traffic"] = challenger_traffic
+    if mode is not None:
+        overrides["mode"] = mode
+    try:
+        chosen = StrategySpec.model_validate({**dep.strategy.model_dump(), **overrides})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "strategy"
+        fail(f"--{where.replace('_', '-')}: {err['msg']}")
+        return
+    tracker = project.tracker
+    if version is not None:
+        info = tracker.version(model, version)
+    else:
+        found = tracker.alias(model, str(alias))
+        if found is None:
+            fail(f"model {model} has no alias {alias!r}")
+            return
+        info = found
+    cutoff = info.tags.get(CUTOFF_TAG)
+    day = Cadence.of(s).snap(s.partitions.end) if cutoff is None else date.fromisoformat(cutoff)
+    manifest, changed = deploy_endpoint(project.storage, tracker, s, dep, day, version=info, strategy=chosen)
+    if not changed:
+        print(f"{endpoint}: already serves this (revision {manifest.revision}); nothing written")
+    else:
+        print(f"{endpoint}: revision {manifest.revision} ({chosen.kind}) serves")
+    for v in manifest.summary().variants:
+        print(f"  {v.line()}")
+    if chosen.kind != dep.strategy.kind and chosen.kind in ("canary", "champion_challenger"):
+        print(
+            f"note: the spec deploys {endpoint} {dep.strategy.kind}, so no canary sensor advances this "
+            f"rollout; move it with `mlforge deploy traffic {endpoint} ...` or set the strategy in the spec"
+        )
 
 
 @deploy_app.command(name="status")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from mlforge.config.spec import DeploymentSpec, ModelSpec, ProjectSpec
+from mlforge.config.spec import DeploymentSpec, ModelSpec, ProjectSpec, StrategySpec
 from mlforge.deployment.manifest import Manifest, Variant, read_manifest, write_manifest
 from mlforge.deployment.state import VariantRole
 from mlforge.deployment.variants import plan_variants
@@ -34,28 +34,44 @@ def _variant(mv: ModelVersionInfo, model: ModelSpec) -> Variant:
 
 
 def deploy_endpoint(
-    storage: Storage, tracker: Tracker, spec: ProjectSpec, dep: DeploymentSpec, partition: date
+    storage: Storage,
+    tracker: Tracker,
+    spec: ProjectSpec,
+    dep: DeploymentSpec,
+    partition: date,
+    version: ModelVersionInfo | None = None,
+    strategy: StrategySpec | None = None,
 ) -> tuple[Manifest, bool]:
-    """Write the endpoint's manifest from the registry's aliases; (manifest, changed)."""
+    """Write the endpoint's manifest from the registry's aliases; (manifest, changed).
+
+    The deployment asset rolls out the champion with the spec's strategy; `mlforge deploy` and the
+    SDK pass a registered `version` (the challenger under champion-challenger, beside the
+    champion; the version rolled out otherwise) and may pass another `strategy`.
+    """
     model = spec.model(dep.model)
+    strategy = strategy or dep.strategy
     champion = tracker.alias(model.name, CHAMPION)
+    challenger = tracker.alias(model.name, CHALLENGER)
+    if version is not None and strategy.kind == "champion_challenger":
+        challenger = version
+    elif version is not None:
+        champion, challenger = version, None
     if champion is None:
         raise ModelNotFoundError(
             f"deployments/{dep.endpoint}: model {model.name} has no champion yet — materialize "
             f"models/{model.name}/registered first (or the candidate failed the gate)"
         )
-    challenger = tracker.alias(model.name, CHALLENGER)
     if challenger is not None and challenger.version == champion.version:
         challenger = None
     previous = read_manifest(storage, dep.endpoint)
     variants, state = plan_variants(
-        dep.strategy, _variant(champion, model), _variant(challenger, model) if challenger else None, previous
+        strategy, _variant(champion, model), _variant(challenger, model) if challenger else None, previous
     )
     pairs = service_features(spec, model.feature_service)
     manifest = Manifest(
         endpoint=dep.endpoint,
         model=model.name,
-        strategy=dep.strategy.kind,
+        strategy=strategy.kind,
         feature_service=model.feature_service,
         feature_names=[f for _, f in pairs],
         entity_key=spec.service_entity(model.feature_service).join_key,

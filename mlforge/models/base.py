@@ -44,6 +44,9 @@ ALGORITHM_TAG = "mlforge.algorithm"
 TASK_TAG = "mlforge.task"
 #: Model-version / run tag: a binary model's decision threshold (serving's `label` = score >= it).
 THRESHOLD_TAG = "mlforge.threshold"
+#: Run tag: the MLflow experiment a training run logs to (`mlforge train --experiment`; the Dagster
+#: run tag `mlforge/experiment` becomes it), instead of `<project>/<model>`.
+EXPERIMENT_TAG = "mlforge.experiment"
 
 
 class Task(StrEnum):

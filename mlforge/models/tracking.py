@@ -60,6 +60,7 @@ class ModelVersionInfo:
     source: str
     booster_uri: str
     tags: dict[str, str]
+    aliases: tuple[str, ...] = ()
 
 
 class Tracker:
@@ -261,7 +262,56 @@ class Tracker:
             source=str(mv.source),
             booster_uri=f"{location.rstrip('/')}/{model_file_of(algorithm)}",
             tags=tags,
+            aliases=tuple(sorted(getattr(mv, "aliases", None) or ())),
         )
+
+    def versions(self, name: str) -> list[ModelVersionInfo]:
+        """Every registered version of `name`, newest first (none: an empty list)."""
+        from dataclasses import replace
+
+        found = self.client.search_model_versions(f"name='{name}'")
+        if not found:
+            return []
+        # a search does not return aliases on every store: the registered model holds them
+        held: dict[int, list[str]] = {}
+        for alias, version in (self.client.get_registered_model(name).aliases or {}).items():
+            held.setdefault(int(version), []).append(alias)
+        infos = (self._info(mv) for mv in found)
+        return sorted(
+            (replace(v, aliases=tuple(sorted(held.get(v.version, [])))) for v in infos),
+            key=lambda v: -v.version,
+        )
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The final value of each metric a run logged."""
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def experiments(self) -> list[tuple[str, str]]:
+        """(id, name) of every active experiment, by name."""
+        return sorted(
+            ((str(e.experiment_id), str(e.name)) for e in self.client.search_experiments()),
+            key=lambda e: e[1],
+        )
+
+    def runs(self, experiment: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest runs of experiment `experiment` (by name): id, name, status, tags, metrics."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            known = ", ".join(name for _, name in self.experiments()) or "none"
+            raise ModelNotFoundError(f"no MLflow experiment named {experiment!r} (known: {known})")
+        found = self.client.search_runs(
+            [exp.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"]
+        )
+        return [
+            {
+                "run_id": r.info.run_id,
+                "name": r.info.run_name,
+                "status": r.info.status,
+                "tags": dict(r.data.tags),
+                "metrics": dict(r.data.metrics),
+            }
+            for r in found
+        ]
 
     def alias(self, name: str, alias: str) -> ModelVersionInfo | None:
         """The version an alias points at, or None."""

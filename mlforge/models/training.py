@@ -35,6 +35,7 @@ from mlforge.models.base import (
     ALGORITHM_TAG,
     CUTOFF_TAG,
     DATA_VERSION_TAG,
+    EXPERIMENT_TAG,
     TASK_TAG,
     THRESHOLD_TAG,
     FittedModel,
@@ -226,7 +227,7 @@ def train_cutoff(
     if model.model_task is Task.BINARY:
         run_tags[THRESHOLD_TAG] = repr(threshold)
     logged = tracker.log_training(
-        experiment=f"{spec.project}/{model.name}",
+        experiment=tags.get(EXPERIMENT_TAG) or f"{spec.project}/{model.name}",
         run_name=f"{model.name}-{key(cutoff)}",
         model=fitted,
         metrics={**{f"holdout_{k}": v for k, v in metrics.items()}, **cv},
