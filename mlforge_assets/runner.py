@@ -7,13 +7,14 @@ the Dagster UI afterwards exactly as if it had been launched there.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 
-from mlforge.config.project import Project
+from mlforge.config.project import Project, dagster_home
 from mlforge.errors import MLForgeError
 from mlforge.io.timeline import Cadence
 from mlforge_assets.factory import build_assets
@@ -156,3 +157,12 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     """The failed steps' own messages (our errors are actionable; no deep traceback)."""
     lines = step_failures(result.all_events)
     return "run failed: " + ("; ".join(lines) if lines else "see the Dagster run log")
+
+
+@contextmanager
+def project_runner(project: Project, log_level: str = "WARNING") -> Iterator[Runner]:
+    """A Runner on the project's own Dagster instance (``<state>/dagster`` as DAGSTER_HOME), so
+    what it materializes shows in ``mlforge ui`` (the CLI's and the SDK's runs)."""
+    dagster_home(project.settings.state_dir)
+    with dg.DagsterInstance.get() as instance:
+        yield Runner(project, instance, log_level)

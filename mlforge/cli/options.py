@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,14 +33,3 @@ def load_project(spec: Path | None, home: Path | None):  # type: ignore[no-untyp
     from mlforge.config.project import Project
 
     return Project.load(spec, state_dir=home)
-
-
-def dagster_home(state_dir: Path) -> Path:
-    """<state>/dagster with the project's dagster.yaml, exported as DAGSTER_HOME."""
-    home = state_dir / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    template = Path(__file__).resolve().parents[2] / "dagster.yaml"
-    if template.is_file() and not (home / "dagster.yaml").exists():
-        shutil.copyfile(template, home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home

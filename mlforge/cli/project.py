@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from mlforge.cli.options import Home, Spec, dagster_home, fail, load_project
+from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.config.project import dagster_home
 
 
 def validate(spec: Spec = None, home: Home = None) -> None:

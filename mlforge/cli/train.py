@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from mlforge.cli.options import Home, Spec, dagster_home, fail, load_project
+from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.config.project import dagster_home
 
 #: Dagster run tag that lets the command find the run it started (to follow its steps).
 CLI_RUN_TAG = "mlforge/cli_run"

@@ -13,6 +13,8 @@ serving app loads.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -194,3 +196,14 @@ class Project:
         if "://" in path or Path(path).is_absolute():
             return path
         return str(self.root / path)
+
+
+def dagster_home(state_dir: Path) -> Path:
+    """<state>/dagster with the project's dagster.yaml, exported as DAGSTER_HOME."""
+    home = state_dir / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).resolve().parents[2] / "dagster.yaml"
+    if template.is_file() and not (home / "dagster.yaml").exists():
+        shutil.copyfile(template, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

@@ -313,6 +313,12 @@ class Tracker:
             for r in found
         ]
 
+    @contextmanager
+    def fluent(self) -> Iterator[None]:
+        """MLflow's fluent API (``mlflow.start_run``, ``log_metric`` …) on this store for the block."""
+        with _scoped_env(self._artifact_env()), _fluent_uri(self.tracking_uri):
+            yield
+
     def alias(self, name: str, alias: str) -> ModelVersionInfo | None:
         """The version an alias points at, or None."""
         from mlflow.exceptions import MlflowException

@@ -6,13 +6,17 @@ the rest uses the core library only.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from mlforge.config.project import Project
+from mlforge.deployment.manifest import Manifest
+from mlforge.errors import MLForgeError
 from mlforge.features.store import FeatureStore
+from mlforge.sdk.lifecycle import Deployments, Models, experiment_run, strategy_spec
 
 
 class ClientFeatureStore(FeatureStore):
@@ -65,6 +69,68 @@ class MLForgeClient:
     def feature_store(self) -> ClientFeatureStore:
         """Offline/online feature access and materialization."""
         return ClientFeatureStore(self.project)
+
+    @cached_property
+    def models(self) -> Models:
+        """Registered versions: `versions`, `aliases`, `load`, `predict` (frame or entity ids)."""
+        return Models(self.project, self.feature_store)
+
+    @cached_property
+    def deployments(self) -> Deployments:
+        """Endpoint manifests: `status`, `rollback`, `traffic`."""
+        return Deployments(self.project)
+
+    def experiment(self, name: str, tags: dict[str, str] | None = None) -> AbstractContextManager[Any]:
+        """An MLflow run in experiment `name`, tagged with the project, on the project's store:
+        ``with client.experiment("notebook") as run: mlflow.log_metric(...)``; it ends FINISHED, or
+        FAILED when the block raises (the exception is re-raised)."""
+        return experiment_run(self.project, name, tags)
+
+    def deploy_model(
+        self, model: str, version: int, endpoint: str, strategy: Any = None
+    ) -> tuple[Manifest, bool]:
+        """Deploy a registered version to `endpoint` with a strategy (a DSL `BlueGreen()`,
+        `Canary(steps=[...])`, `ChampionChallenger(...)`, a dict like the YAML's, or the endpoint's
+        own): a new manifest revision through the deployment asset's code; (manifest, changed)."""
+        from mlforge.deployment.rollout import deploy_endpoint
+        from mlforge.io.timeline import Cadence, day
+        from mlforge.models.base import CUTOFF_TAG
+
+        spec = self.project.spec
+        dep = spec.deployment(endpoint)
+        if dep.model != model:
+            raise MLForgeError(f"endpoint {endpoint} serves model {dep.model}, not {model}")
+        info = self.project.tracker.version(model, version)
+        cutoff = info.tags.get(CUTOFF_TAG)
+        when = day(cutoff) if cutoff else Cadence.of(spec).snap(spec.partitions.end)
+        chosen = strategy_spec(strategy, dep.strategy)
+        return deploy_endpoint(
+            self.project.storage, self.project.tracker, spec, dep, when, version=info, strategy=chosen
+        )
+
+    def materialize(
+        self, selection: str | list[str], partition: str | date | None = None, end: str | date | None = None
+    ) -> dict[str, Any]:
+        """Materialize assets through Dagster for one partition, or `partition`..`end` as one run.
+
+        `selection` names assets without the project prefix (``"features/customer_activity"``) or
+        is a list of them; returns each asset's materialization metadata. The run is recorded in
+        the project's Dagster instance (visible in ``mlforge ui``).
+        """
+        from mlforge.io.timeline import Cadence, day
+        from mlforge_assets.runner import project_runner
+
+        names = [selection] if isinstance(selection, str) else list(selection)
+        spec = self.project.spec
+        first = day(partition) if partition else Cadence.of(spec).snap(spec.partitions.end)
+        last = day(end) if end else first
+        with project_runner(self.project) as runner:
+            known = {k.to_user_string().split("/", 1)[1] for a in runner.assets for k in a.keys}
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise MLForgeError(f"unknown asset(s) {unknown} (known: {sorted(known)})")
+            result = runner.materialize([runner.key(*n.split("/")) for n in names], first, last)
+        return result.metadata
 
 
 def _index_from(project: Project, dataset: str, first: date) -> date:

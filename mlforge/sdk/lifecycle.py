@@ -1,0 +1,140 @@
+"""The SDK's lifecycle parts over the core: models in the registry, ad-hoc MLflow experiments and
+endpoint deployments. `MLForgeClient` exposes them; each is a thin layer over the function the
+assets, the CLI and the admin API use (never a second way of doing a stage)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import polars as pl
+
+from mlforge.config.project import Project
+from mlforge.config.spec import StrategySpec
+from mlforge.deployment.manifest import Manifest, apply_traffic, read_manifest, rollback
+from mlforge.errors import MLForgeError, ModelNotFoundError
+from mlforge.features.refs import service_features
+from mlforge.models.base import FittedModel
+from mlforge.models.gate import CHAMPION
+from mlforge.models.predictions import score_frame
+from mlforge.models.registration import version_model, version_threshold
+from mlforge.models.tracking import ModelVersionInfo
+
+
+class Models:
+    """Registered versions of the project's models: list, resolve aliases, load, predict."""
+
+    def __init__(self, project: Project, online_features: Any) -> None:
+        self.project = project
+        self._online = online_features
+
+    def versions(self, name: str) -> list[ModelVersionInfo]:
+        """Every registered version of model `name`, newest first, with its aliases and tags."""
+        self.project.spec.model(name)
+        return self.project.tracker.versions(name)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """alias → version of model `name` (e.g. ``{"champion": 3, "challenger": 4}``)."""
+        return {a: v.version for v in self.versions(name) for a in v.aliases}
+
+    def version(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersionInfo:
+        """A version by number, or the one `alias` names (default: the champion)."""
+        self.project.spec.model(name)
+        tracker = self.project.tracker
+        if version is not None:
+            return tracker.version(name, version)
+        found = tracker.alias(name, alias or CHAMPION)
+        if found is None:
+            raise ModelNotFoundError(f"model {name} has no alias {alias or CHAMPION!r}")
+        return found
+
+    def load(self, name: str, alias: str | None = None, version: int | None = None) -> FittedModel:
+        """The fitted model of a version (default: the champion), loaded with its own algorithm."""
+        info = self.version(name, version, alias)
+        return version_model(self.project.tracker, info, self.project.spec.model(name))
+
+    def predict(
+        self,
+        name: str,
+        frame: Any = None,
+        entity_ids: Sequence[str] | None = None,
+        alias: str | None = None,
+        version: int | None = None,
+    ) -> pl.DataFrame:
+        """Scores of a version (default: the champion) for a feature frame (polars or pandas, the
+        model's feature columns plus its entity key) or for entity ids (their online features)."""
+        if (frame is None) == (entity_ids is None):
+            raise MLForgeError("predict: give exactly one of frame= or entity_ids=")
+        spec = self.project.spec
+        m = spec.model(name)
+        features = [f for _, f in service_features(spec, m.feature_service)]
+        key = spec.service_entity(m.feature_service).join_key
+        info = self.version(name, version, alias)
+        if entity_ids is not None:
+            online = self._online.get_online_features(m.feature_service, list(entity_ids))
+            frame = pl.DataFrame(
+                {key: online.entity_ids}
+                | {n.split(":", 1)[1]: online.values[:, j] for j, n in enumerate(online.feature_names)}
+            )
+        elif not isinstance(frame, pl.DataFrame):
+            frame = pl.from_pandas(frame)
+        missing = [c for c in [key, *features] if c not in frame.columns]
+        if missing:
+            raise MLForgeError(f"predict: the frame lacks {missing} (model {name} reads {features})")
+        model = version_model(self.project.tracker, info, m)
+        return score_frame(model, frame, features, key, info.version, version_threshold(info, m))
+
+
+@contextmanager
+def experiment_run(project: Project, name: str, tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """An MLflow run in experiment `name`, tagged with the project, on the project's tracking store;
+    ended FINISHED, or FAILED when the block raises (the exception goes on)."""
+    import mlflow
+
+    tracker = project.tracker
+    exp_id = tracker.experiment_id(name)
+    all_tags = {"mlforge.project": project.spec.project, "mlforge.trigger": "sdk", **(tags or {})}
+    with tracker.fluent(), mlflow.start_run(experiment_id=exp_id, tags=all_tags) as active:
+        # start_run ends the run FINISHED, or FAILED when the block raises, and re-raises
+        yield active
+
+
+class Deployments:
+    """Endpoint manifests: status, rollback, traffic (the functions the CLI and admin API use)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def status(self, endpoint: str) -> Manifest:
+        """The current manifest of `endpoint`."""
+        self.project.spec.deployment(endpoint)
+        m = read_manifest(self.project.storage, endpoint)
+        if m is None:
+            raise ModelNotFoundError(f"endpoint {endpoint} has no deployment manifest yet")
+        return m
+
+    def rollback(self, endpoint: str) -> Manifest:
+        """Make the previous manifest revision current again (a new revision)."""
+        return rollback(self.project.storage, endpoint)
+
+    def traffic(self, endpoint: str, split: dict[str, int]) -> Manifest:
+        """Re-weight the variants (``{"stable": 75, "canary": 25}``; answering shares add up to 100)."""
+        return apply_traffic(self.project.storage, endpoint, dict(split), "with the SDK")
+
+
+def strategy_spec(strategy: Any, default: StrategySpec) -> StrategySpec:
+    """A deployment strategy from a `StrategySpec`, a DSL strategy object (anything with
+    ``to_dict()``), a dict like the YAML's, a kind name, or None (the endpoint's own)."""
+    from pydantic import ValidationError
+
+    if strategy is None or isinstance(strategy, StrategySpec):
+        return strategy or default
+    data = strategy.to_dict() if hasattr(strategy, "to_dict") else strategy
+    data = {"kind": data} if isinstance(data, str) else dict(data)
+    try:
+        return StrategySpec.model_validate({**default.model_dump(), **data})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "strategy"
+        raise MLForgeError(f"strategy.{where}: {err['msg']}") from None
