@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from cyclopts import App
 
-from mlforge.cli import data, demo, deploy, monitor, project
+from mlforge.cli import data, demo, deploy, init, monitor, project
 from mlforge.cli.options import fail
 
 app = App(
     name="mlforge",
     help="MLForge: an ML platform as a Dagster code location. One mlforge.yaml, every lifecycle stage an asset.",
 )
-for command in (project.validate, project.quickstart, project.serve, project.ui, monitor.monitor):
+for command in (init.init, project.validate, project.quickstart, project.serve, project.ui, monitor.monitor):
     app.command(command)
 app.command(deploy.deploy_app)
 app.command(data.data_app)
