@@ -163,6 +163,6 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
 def project_runner(project: Project, log_level: str = "WARNING") -> Iterator[Runner]:
     """A Runner on the project's own Dagster instance (``<state>/dagster`` as DAGSTER_HOME), so
     what it materializes shows in ``mlforge ui`` (the CLI's and the SDK's runs)."""
-    dagster_home(project.settings.state_dir)
+    dagster_home(project.settings.state_dir, project.root)
     with dg.DagsterInstance.get() as instance:
         yield Runner(project, instance, log_level)

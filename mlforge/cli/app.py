@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cyclopts import App
 
-from mlforge.cli import data, demo, deploy, models, monitor, project, train
+from mlforge.cli import data, demo, deploy, init, models, monitor, project, train
 from mlforge.cli.options import fail
 
 app = App(
@@ -16,6 +16,7 @@ app = App(
     help="MLForge: an ML platform as a Dagster code location. One mlforge.yaml, every lifecycle stage an asset.",
 )
 for command in (
+    init.init,
     project.validate,
     project.quickstart,
     train.train,

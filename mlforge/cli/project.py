@@ -43,7 +43,7 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
 
     from mlforge_assets.runner import Runner
 
-    dagster_home(project.settings.state_dir)
+    dagster_home(project.settings.state_dir, project.root)
     with dg.DagsterInstance.get() as instance:
         runner = Runner(project, instance)
         try:
@@ -136,7 +136,7 @@ def ui(spec: Spec = None, home: Home = None, port: int = 3000) -> None:
     from mlforge.config.settings import env_name
 
     project = load_project(spec, home)
-    dh = dagster_home(project.settings.state_dir)
+    dh = dagster_home(project.settings.state_dir, project.root)
     # The code location resolves the spec again in its own process: hand it the file loaded here.
     env = {
         **os.environ,

@@ -67,7 +67,7 @@ def train(
     from mlforge_assets.partitions import asset_key
     from mlforge_assets.runner import Runner
 
-    dagster_home(project.settings.state_dir)
+    dagster_home(project.settings.state_dir, project.root)
     with dg.DagsterInstance.get() as instance:
         needed = sorted({cadence.key_of(d) for d in [*train_days, holdout]})
         inputs = [("labels", model, needed)]

@@ -198,12 +198,18 @@ class Project:
         return str(self.root / path)
 
 
-def dagster_home(state_dir: Path) -> Path:
-    """<state>/dagster with the project's dagster.yaml, exported as DAGSTER_HOME."""
+def dagster_home(state_dir: Path, project_root: Path | None = None) -> Path:
+    """<state>/dagster with the project's dagster.yaml (else MLForge's), exported as DAGSTER_HOME."""
+    from mlforge.templates import bundled
+
     home = state_dir / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    template = Path(__file__).resolve().parents[2] / "dagster.yaml"
-    if template.is_file() and not (home / "dagster.yaml").exists():
+    own = project_root / "dagster.yaml" if project_root else None
+    try:
+        template: Path | None = own if own and own.is_file() else bundled("dagster.yaml")
+    except FileNotFoundError:
+        template = None
+    if template and not (home / "dagster.yaml").exists():
         shutil.copyfile(template, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
