@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from cyclopts import App
 
-from mlforge.cli import data, demo, deploy, monitor, project
+from mlforge.cli import data, demo, deploy, export, monitor, project
 from mlforge.cli.options import fail
 
 app = App(
     name="mlforge",
     help="MLForge: an ML platform as a Dagster code location. One mlforge.yaml, every lifecycle stage an asset.",
 )
-for command in (project.validate, project.quickstart, project.serve, project.ui, monitor.monitor):
+for command in (
+    project.validate,
+    project.quickstart,
+    project.serve,
+    project.ui,
+    monitor.monitor,
+    export.export,
+):
     app.command(command)
 app.command(deploy.deploy_app)
 app.command(data.data_app)
