@@ -39,7 +39,7 @@ class Node:
         cls.fixed = {"kind": cls.kind} if cls.kind else {}
         model = cls.__dict__.get("model")
         if model is not None:  # the field list comes from the model, so it cannot go stale
-            names = ", ".join(n for n in model.model_fields if n not in cls.fixed)
+            names = ", ".join(n for n in model.model_fields if n not in cls.fixed) or "none"
             cls.__doc__ = f"{(cls.__doc__ or '').strip()}\n\nFields (see :class:`{model.__module__}.{model.__name__}`): {names}."
 
     def __init__(self, *args: Any, **fields: Any) -> None:
