@@ -1,7 +1,8 @@
 """The code location: `dagster dev -m mlforge_assets.definitions` / `dagster asset materialize …`.
 
-The project is the one `resolve_spec_path` names ($MLFORGE_SPEC, else the nearest mlforge.yaml
-from the working folder), else the example project beside this package. The spec loaded is logged;
+The project is the one `resolve_spec_path` names ($MLFORGE_SPEC — a YAML or a Python spec, see
+docs/dsl.md — else the nearest mlforge.yaml from the working folder), else the example project
+beside this package. The spec loaded is logged;
 a $MLFORGE_SPEC naming a missing file stops the code location instead of loading another project.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cyclopts import App
 
-from mlforge.cli import data, demo, deploy, init, models, monitor, project, train
+from mlforge.cli import data, demo, deploy, export, init, models, monitor, project, train
 from mlforge.cli.options import fail
 
 app = App(
@@ -23,6 +23,7 @@ for command in (
     project.serve,
     project.ui,
     monitor.monitor,
+    export.export,
 ):
     app.command(command)
 app.command(deploy.deploy_app)

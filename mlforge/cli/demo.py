@@ -51,9 +51,8 @@ def demo_loop(
     import subprocess
     from datetime import date, timedelta
 
-    import yaml
-
     from mlforge.config.project import resolve_spec_path
+    from mlforge.config.spec import read_document
     from mlforge.data.simulate import DriftScenario
 
     try:
@@ -71,7 +70,7 @@ def demo_loop(
     print("loading Dagster and the asset graph …", flush=True)
     from mlforge_assets import demo
 
-    base = yaml.safe_load(spec_path.read_text())
+    base = read_document(spec_path)  # a YAML or a Python spec, as the mapping the YAML holds
     setup = demo.prepare(
         folder,
         base,

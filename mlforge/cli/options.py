@@ -11,7 +11,7 @@ from cyclopts import Parameter
 Spec = Annotated[
     Path | None,
     Parameter(
-        help="The spec: a file, or a folder holding mlforge.yaml "
+        help="The spec: a YAML or Python (.py, docs/dsl.md) file, or a folder holding mlforge.yaml "
         "(default: $MLFORGE_SPEC, else the nearest mlforge.yaml upward)."
     ),
 ]

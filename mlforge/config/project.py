@@ -162,7 +162,7 @@ class Project:
 
     @classmethod
     def load(cls, path: str | Path | None = None, state_dir: str | Path | None = None) -> Project:
-        """Load the project whose spec `resolve_spec_path(path)` names."""
+        """Load the project whose spec `resolve_spec_path(path)` names (a YAML or a Python spec)."""
         spec_path = resolve_spec_path(path)
         spec = load_spec(spec_path)
         root = spec_path.parent

@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     spec: Path | None = Field(
         None,
         validation_alias="MLFORGE_SPEC",
-        description="The project's spec: an mlforge.yaml file (or a folder holding one) used when "
-        "no --spec is given (default: the nearest mlforge.yaml upward from the working folder).",
+        description="The project's spec: an mlforge.yaml file (or a folder holding one), or a Python "
+        "spec file (`project.py`, docs/dsl.md), used when no --spec is given (default: the nearest "
+        "mlforge.yaml upward from the working folder).",
     )
     home: Path | None = Field(
         None,

@@ -1037,20 +1037,12 @@ _Loader.yaml_implicit_resolvers = {
 
 
 def load_spec(path: str | Path, check_files: bool = True) -> ProjectSpec:
-    """Read and validate `mlforge.yaml`. Relative source paths are checked against its folder."""
+    """Read and validate `mlforge.yaml`, or a Python spec (a ``.py`` file defining ``project``,
+    see :mod:`mlforge.config.python_spec`). Relative source paths are checked against its folder."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(str(p), ["file not found"])
-    try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)  # _Loader is a SafeLoader
-    except UnicodeDecodeError as exc:
-        raise SpecError(str(p), [f"not UTF-8 text (byte {exc.start})"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(str(p), [f"{where}not valid YAML: {problem}"]) from None
-    spec = parse_spec(data, str(p))
+    spec = parse_spec(read_document(p), str(p))
     if check_files:
         missing = []
         for i, d in enumerate(spec.datasets):
@@ -1062,6 +1054,25 @@ def load_spec(path: str | Path, check_files: bool = True) -> ProjectSpec:
         if missing:
             raise SpecError(str(p), missing)
     return spec
+
+
+def read_document(p: Path) -> Any:
+    """The spec file's document before validation: the YAML, or a Python spec's ``project`` as
+    the mapping the YAML would hold. Unreadable files raise SpecError naming the file."""
+    if p.suffix == ".py":
+        from mlforge.config.python_spec import read_python_spec
+
+        return read_python_spec(p)
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)  # _Loader is a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(p), [f"not UTF-8 text (byte {exc.start})"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(str(p), [f"{where}not valid YAML: {problem}"]) from None
+    return data
 
 
 def _service_joins(where: str, s: FeatureServiceSpec, views: dict[str, FeatureViewSpec]) -> list[str]:
