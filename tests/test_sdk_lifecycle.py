@@ -87,3 +87,37 @@ def test_materialize_then_deploy_with_a_strategy(client: MLForgeClient) -> None:
     with pytest.raises(MLForgeError, match="version 9 is not registered"):
         client.deploy_model("churn", 9, "churn-api")
     assert client.deployments.status("churn-api").revision == back.revision  # nothing written
+
+
+def test_feature_store_in_feasts_shape_and_datasets(client: MLForgeClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    fs = client.feature_store
+    rows = [{"customer_id": "00001"}, {"customer_id": "00002"}]
+    by_rows = fs.get_online_features(["customer_activity:event_count"], entity_rows=rows)
+    by_ids = fs.get_online_features(["customer_activity:event_count"], ["00001", "00002"])
+    assert by_rows.to_dict() == by_ids.to_dict() and list(by_rows.to_df().columns) == [
+        "entity_id",
+        "customer_activity:event_count",
+    ]
+    with pytest.raises(MLForgeError, match=r"entity_rows\[1\] has no 'customer_id'"):
+        fs.get_online_features(["customer_activity:event_count"], entity_rows=[rows[0], {"id": "x"}])
+    with pytest.raises(MLForgeError, match="exactly one of entity_ids or entity_rows"):
+        fs.get_online_features(["customer_activity:event_count"], ["00001"], entity_rows=rows)
+
+    (summary,) = client.datasets.list()
+    assert summary.name == "transactions" and len(summary.days) == 273 and summary.rows > 40_000
+    versions = client.datasets.versions("transactions")
+    assert len(versions) == 273 and all(versions.values())
+    first = sorted(versions)[:3]
+    assert client.datasets.pull(tmp_path / "restored", "transactions", days=first) == 3
+    assert len(list((tmp_path / "restored").rglob("data.parquet"))) == 3
+    with pytest.raises(MLForgeError, match="give a dataset, or model= and version="):
+        client.datasets.pull(tmp_path / "x")
+    reg = client.datasets.register(
+        "again", summary_path(client), "whitespace", "date", "%Y%m%d", columns=["dollar_value:float"]
+    )
+    assert reg.entry["columns"]["customer_id"]["type"] == "string" and all(c.passed for c in reg.checks)
+
+
+def summary_path(client: MLForgeClient) -> str:
+    """The example's source path (registering it again under another name)."""
+    return client.project.spec.dataset("transactions").source.path

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -60,6 +61,10 @@ class OnlineFeatures:
         """The values as a frame (nulls where missing)."""
         return pl.DataFrame(self.to_dict())
 
+    def to_df(self) -> Any:
+        """The values as a pandas frame, like Feast's `OnlineResponse.to_df()`."""
+        return self.to_polars().to_pandas()
+
 
 def _refs(project: Project, features: str | Sequence[str]) -> list[tuple[str, str]]:
     if isinstance(features, str):
@@ -106,12 +111,15 @@ class FeatureStore:
             )
         return out
 
-    def get_historical_features(self, entity_df: pl.DataFrame, features: str | Sequence[str]) -> pl.DataFrame:
+    def get_historical_features(self, entity_df: Any, features: str | Sequence[str]) -> Any:
         """Point-in-time correct features for rows of (join key, event_timestamp).
 
         For each row: the latest snapshot at or before its timestamp and within the view's TTL;
-        never one from after it. Rows keep their order; missing values are null.
+        never one from after it. Rows keep their order; missing values are null. A pandas
+        `entity_df` gets a pandas frame back, a polars one a polars frame.
         """
+        if not isinstance(entity_df, pl.DataFrame):
+            return self.get_historical_features(pl.from_pandas(entity_df), features).to_pandas()
         spec = self.project.spec
         out = entity_df
         if EVENT_TS not in out.columns:
@@ -143,10 +151,27 @@ class FeatureStore:
         """Stored snapshot days (one listing) whose end-of-day timestamps fall in [lo, hi]."""
         return [d for d in stored_snapshot_days(self.project.storage, view) if lo <= end_of(d) <= hi]
 
-    def get_online_features(self, features: str | Sequence[str], entity_ids: Sequence[str]) -> OnlineFeatures:
-        """Latest values per entity from the online store: one read per view, request order kept."""
+    def get_online_features(
+        self,
+        features: str | Sequence[str],
+        entity_ids: Sequence[str] | None = None,
+        *,
+        entity_rows: Sequence[dict[str, Any]] | None = None,
+    ) -> OnlineFeatures:
+        """Latest values per entity from the online store: one read per view, request order kept.
+
+        Entities as ids, or in Feast's shape, ``entity_rows=[{"customer_id": "00003"}, ...]`` (each
+        row names the features' join key); `features` is a service name or ``view:feature`` refs.
+        """
         plan = self._online_plan(features)
         names = [f"{v}:{f}" for v, f in plan.features]
+        if (entity_ids is None) == (entity_rows is None):
+            from mlforge.errors import MLForgeError
+
+            raise MLForgeError("get_online_features: give exactly one of entity_ids or entity_rows")
+        if entity_rows is not None:
+            entity_ids = _ids_of_rows(self.project, plan, entity_rows)
+        assert entity_ids is not None
         ids = [str(e) for e in entity_ids]
         if plan.whole_view is not None:  # one view, all its features in order: the read is the answer
             vals, ok = self.online.read(plan.views[0], ids, plan.whole_view)
@@ -173,3 +198,14 @@ class FeatureStore:
 
 
 _MAX_PLANS = 256
+
+
+def _ids_of_rows(project: Project, plan: OnlineReadPlan, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The entity ids of Feast-style entity rows: each row must hold the main view's join key."""
+    from mlforge.errors import MLForgeError
+
+    key = project.spec.join_key(plan.views[0])
+    missing = next((i for i, r in enumerate(rows) if key not in r), None)
+    if missing is not None:
+        raise MLForgeError(f"entity_rows[{missing}] has no {key!r} (the features' join key): {rows[missing]}")
+    return [str(r[key]) for r in rows]

@@ -16,7 +16,7 @@ from mlforge.config.project import Project
 from mlforge.deployment.manifest import Manifest
 from mlforge.errors import MLForgeError
 from mlforge.features.store import FeatureStore
-from mlforge.sdk.lifecycle import Deployments, Models, experiment_run, strategy_spec
+from mlforge.sdk.lifecycle import Datasets, Deployments, Models, Monitor, experiment_run, strategy_spec
 
 
 class ClientFeatureStore(FeatureStore):
@@ -74,6 +74,16 @@ class MLForgeClient:
     def models(self) -> Models:
         """Registered versions: `versions`, `aliases`, `load`, `predict` (frame or entity ids)."""
         return Models(self.project, self.feature_store)
+
+    @cached_property
+    def datasets(self) -> Datasets:
+        """Datasets: `list`, `validate`, `register`, `versions`, `pull`."""
+        return Datasets(self.project)
+
+    @cached_property
+    def monitor(self) -> Monitor:
+        """Monitoring: `report(endpoint)` with `drift_detected`, `drift_share` and its days."""
+        return Monitor(self.project)
 
     @cached_property
     def deployments(self) -> Deployments:

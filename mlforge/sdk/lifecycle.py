@@ -4,14 +4,29 @@ assets, the CLI and the admin API use (never a second way of doing a stage)."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from mlforge.config.project import Project
 from mlforge.config.spec import StrategySpec
+from mlforge.data.catalog import (
+    DatasetSummary,
+    Registration,
+    pull_days,
+    pull_model_data,
+    recorded_versions,
+    register,
+    summaries,
+    validate,
+)
+from mlforge.data.checks import CheckOutcome
 from mlforge.deployment.manifest import Manifest, apply_traffic, read_manifest, rollback
 from mlforge.errors import MLForgeError, ModelNotFoundError
 from mlforge.features.refs import service_features
@@ -20,6 +35,7 @@ from mlforge.models.gate import CHAMPION
 from mlforge.models.predictions import score_frame
 from mlforge.models.registration import version_model, version_threshold
 from mlforge.models.tracking import ModelVersionInfo
+from mlforge.monitoring.report import DayRow, MonitorReport, monitor_report
 
 
 class Models:
@@ -138,3 +154,92 @@ def strategy_spec(strategy: Any, default: StrategySpec) -> StrategySpec:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "strategy"
         raise MLForgeError(f"strategy.{where}: {err['msg']}") from None
+
+
+class Datasets:
+    """The project's datasets: what is stored, checks, a new source's entry, DVC versions, restore."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def list(self) -> list[DatasetSummary]:
+        """Every dataset: the days stored, their rows and the current DVC version."""
+        return summaries(self.project)[0]
+
+    def validate(self, dataset: str | None = None) -> dict[str, builtins.list[CheckOutcome]]:
+        """Re-read a dataset's source (default: all) and run its checks: dataset → outcomes."""
+        return {ds.name: outcomes for ds, _, outcomes in validate(self.project, dataset)}
+
+    def register(
+        self,
+        name: str,
+        path: str,
+        format: str,
+        timestamp_column: str,
+        timestamp_format: str | None = None,
+        entity: str | None = None,
+        columns: Sequence[str] = (),
+    ) -> Registration:
+        """Read and check a new source and infer its `datasets:` entry (`.entry`, to add to the spec)."""
+        return register(self.project, name, path, format, timestamp_column, timestamp_format, entity, columns)
+
+    def versions(self, dataset: str) -> dict[date, str | None]:
+        """The DVC object (md5) each stored day of `dataset` records."""
+        return recorded_versions(self.project, dataset)
+
+    def pull(
+        self,
+        out: str | Path,
+        dataset: str | None = None,
+        days: Sequence[date] | None = None,
+        model: str | None = None,
+        version: int | None = None,
+    ) -> int:
+        """Restore exact raw bytes (sha256 verified) into `out`: the days of `dataset` (default: every
+        stored day), or every partition model `model` version `version` read. Returns the count."""
+        if (model is None) == (dataset is None):
+            raise MLForgeError("pull: give a dataset, or model= and version=")
+        if model is not None:
+            if version is None:
+                raise MLForgeError("pull: model= needs version=")
+            return pull_model_data(self.project, model, version, Path(out))[2]
+        assert dataset is not None
+        return pull_days(self.project, dataset, list(days) if days is not None else None, Path(out))
+
+
+@dataclass(frozen=True)
+class EndpointReport:
+    """An endpoint's monitoring, as the SDK returns it: the latest day's drift and its days."""
+
+    report: MonitorReport
+    threshold: float
+
+    @property
+    def drift_share(self) -> float | None:
+        """Drift share of the latest day with a drift summary."""
+        shares = [d.drift_share for d in self.report.days if d.drift_share is not None]
+        return shares[-1] if shares else None
+
+    @property
+    def drift_detected(self) -> bool:
+        """The latest drift share is at or over the spec's threshold."""
+        return self.drift_share is not None and self.drift_share >= self.threshold
+
+    @property
+    def days(self) -> list[DayRow]:
+        """Per day: drift share, live metrics (auc, f1), latency p50/p99 and error rate."""
+        return list(self.report.days)
+
+
+class Monitor:
+    """Monitoring of the project's endpoints (what `mlforge monitor` prints)."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def report(self, endpoint: str, days: int = 14) -> EndpointReport:
+        """Drift and live performance of `endpoint`'s model for its last `days` days."""
+        spec = self.project.spec
+        model = spec.deployment(endpoint).model
+        report = monitor_report(self.project.storage, spec, endpoint, days)
+        return EndpointReport(report, spec.monitoring_for(model).drift.threshold)
