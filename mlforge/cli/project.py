@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.cli.progress import follow_run
 from mlforge.config.project import dagster_home
 
 
@@ -51,17 +52,20 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
         except ValueError:
             fail(f"--cutoff must be a day like 1998-06-30, got {cutoff!r}")
         n = len(plan)
-
-        def progress(title: str, res) -> None:  # type: ignore[no-untyped-def]
-            rows = sum(int(m.get("dagster/row_count", 0) or 0) for m in res.metadata.values())  # type: ignore[call-overload]
-            span = res.first if res.first == res.last else f"{res.first}..{res.last}"
-            extra = f", {rows:,} rows" if rows else ""
-            progress.i += 1  # type: ignore[attr-defined]
-            print(f"  [{progress.i}/{n}] {title} ({span}): {res.seconds:.1f} s{extra}", flush=True)  # type: ignore[attr-defined]
-
-        progress.i = 0  # type: ignore[attr-defined]
         print(f"materializing {sum(len(k) for _, k, _, _ in plan)} assets in {n} runs:")
-        steps = runner.run_plan(plan, progress)
+        steps = []
+        for i, (title, keys, first, last) in enumerate(plan, 1):
+            span = first if first == last else f"{first}..{last}"
+            res = follow_run(
+                instance,
+                f"  [{i}/{n}] {title} ({span})",
+                lambda run, k=keys, a=first, b=last: runner.materialize(k, a, b, tags=run),  # type: ignore[misc]
+                transient=True,
+            )
+            rows = sum(int(m.get("dagster/row_count", 0) or 0) for m in res.metadata.values())  # type: ignore[call-overload]
+            extra = f", {rows:,} rows" if rows else ""
+            print(f"  [{i}/{n}] {title} ({span}): {res.seconds:.1f} s{extra}", flush=True)
+            steps.append(res)
     _summary(project, steps, time.perf_counter() - t0)
 
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-import time
-import uuid
 from datetime import date
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
 from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.cli.progress import follow_run
 from mlforge.config.project import dagster_home
-
-#: Dagster run tag that lets the command find the run it started (to follow its steps).
-CLI_RUN_TAG = "mlforge/cli_run"
 
 
 def parse_day(value: str, option: str) -> date:
@@ -86,65 +81,17 @@ def train(
                 )
         runner = Runner(project, instance)
         keys = [runner.key("models", model, "trained"), runner.key("models", model, "registered")]
-        tags: dict[str, str] = {"mlforge/trigger": "cli", CLI_RUN_TAG: uuid.uuid4().hex}
+        tags: dict[str, str] = {"mlforge/trigger": "cli"}
         if experiment:
             tags["mlforge/experiment"] = experiment
         print(
             f"training {model} for cutoff {day} ({len(train_days)} snapshots, holdout {holdout}) …",
             flush=True,
         )
-        result = _with_progress(instance, tags[CLI_RUN_TAG], lambda: runner.materialize(keys, day, tags=tags))
+        result = follow_run(
+            instance, f"train {model}", lambda run: runner.materialize(keys, day, tags=tags | run)
+        )
     _report(project, model, result, holdout)
-
-
-def _with_progress(instance: Any, token: str, work: Any) -> Any:
-    """Run `work` in a thread and show its Dagster run's steps live (rich) until it returns."""
-    import dagster as dg
-    from rich.live import Live
-    from rich.text import Text
-
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = work()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    t0 = time.monotonic()
-    thread.start()
-    types = {
-        dg.DagsterEventType.STEP_START,
-        dg.DagsterEventType.STEP_SUCCESS,
-        dg.DagsterEventType.STEP_FAILURE,
-    }
-    with Live(Text("starting the run …"), refresh_per_second=4, transient=False) as live:
-        run_id: str | None = None
-        while thread.is_alive():
-            thread.join(0.5)
-            if run_id is None:
-                runs = instance.get_runs(filters=dg.RunsFilter(tags={CLI_RUN_TAG: token}), limit=1)
-                run_id = runs[0].run_id if runs else None
-            lines = [f"run {run_id[:8] if run_id else '…'}  {time.monotonic() - t0:5.0f} s"]
-            if run_id:
-                steps: dict[str, tuple[str, float]] = {}
-                for rec in instance.all_logs(run_id, of_type=types):
-                    ev = rec.dagster_event
-                    if ev is None or ev.step_key is None:
-                        continue
-                    started = steps.get(ev.step_key, ("", rec.timestamp))[1]
-                    status = {"STEP_START": "running", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
-                    kind = ev.event_type_value
-                    steps[ev.step_key] = (status[kind], rec.timestamp if kind == "STEP_START" else started)
-                for step, (state, started) in steps.items():
-                    mark = {"running": "…", "done": "✓", "FAILED": "✗"}[state]
-                    extra = f" {time.time() - started:4.0f} s" if state == "running" else ""
-                    lines.append(f"  {mark} {step.replace('__', '/')}: {state}{extra}")
-            live.update(Text("\n".join(lines)))
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def _report(project: Any, model: str, result: Any, holdout: date) -> None:
