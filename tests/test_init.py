@@ -209,3 +209,29 @@ def test_the_sample_is_the_same_every_time(tmp_path: Path) -> None:
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     assert init_cmd.write_sample_events(a) == init_cmd.write_sample_events(b) > 1000
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_the_code_location_loads_a_python_spec(tmp_path: Path) -> None:
+    """MLFORGE_SPEC=examples/churn_dsl.py: Dagster's CLI builds the same asset graph from the DSL."""
+    env = {**_env(), "MLFORGE_SPEC": str(REPO / "examples" / "churn_dsl.py"), "MLFORGE_HOME": str(tmp_path)}
+    res = subprocess.run(
+        [str(DG), "list", "defs", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    keys = {a["asset_key"] for a in json.loads(res.stdout)["assets"]}
+    assert {
+        "churn/raw/transactions",
+        "churn/features/customer_activity",
+        "churn/deployments/churn-api",
+    } <= keys
+    bad = tmp_path / "bad.py"
+    bad.write_text("project = 42\n")
+    res = subprocess.run(
+        [str(DG), "list", "defs", "--json"],
+        cwd=REPO,
+        env={**env, "MLFORGE_SPEC": str(bad)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0 and "bad.py" in res.stdout + res.stderr
