@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -44,16 +42,7 @@ def export(
 
 
 def write_atomically(target: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `target`, then rename it over `target`."""
-    target = target.expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `text` to `target` atomically (temp file beside it, then rename)."""
+    from mlforge.io.storage import write_file_atomically
+
+    write_file_atomically(target.expanduser(), text.encode("utf-8"))

@@ -20,7 +20,7 @@ from mlforge.data.raw import stored_partition_days
 from mlforge.data.versioning import DatasetVersion, DatasetVersions
 from mlforge.errors import DataError, MLForgeError
 from mlforge.io import layout
-from mlforge.io.storage import read_json
+from mlforge.io.storage import read_json, write_file_atomically
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,7 @@ def pull_days(
         data = objects[m]
         if sha and hashlib.sha256(data).hexdigest() != sha:
             raise MLForgeError(f"restored raw/{ds.name} {d} does not match its recorded sha256")
-        target = out / layout.raw_data(ds.name, d)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        write_file_atomically(out / layout.raw_data(ds.name, d), data)
     return len(wanted)
 
 

@@ -22,6 +22,22 @@ if TYPE_CHECKING:
     import polars as pl
 
 
+def write_file_atomically(target: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `target`, fsync, then rename it over `target`:
+    a reader sees the old file or the new one, never a part (the one home of a local atomic write)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class Storage(Protocol):
     """What every store needs from object storage."""
 
@@ -82,18 +98,7 @@ class LocalStorage:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write to a temp file beside the target, fsync, then rename over it."""
-        target = self._p(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file_atomically(self._p(key), data)
 
     def list(self, prefix: str) -> list[str]:
         """Keys under `prefix` (temporary files excluded)."""
