@@ -146,3 +146,13 @@ def test_deploy_a_version_as_a_canary_then_serve_it(materialized, state: Path) -
             assert r.status_code == 200, r.text
             versions |= {p["model_version"] for p in r.json()["predictions"] if p["found"]}
     assert versions == {1, 2}
+
+
+def test_train_on_unmaterialized_labels_names_them_and_writes_nothing(materialized, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty-state"
+    out = _mlforge(materialized, empty, "train", "churn", "--cutoff", "1997-08-31")
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("error:")]
+    assert "labels/churn is not materialized for" in line and "mlforge quickstart --cutoff 1997-08-31" in line
+    assert _runs(empty) == []  # no run was started
+    assert not (empty / "mlflow").exists() or not any((empty / "mlflow").rglob("MLmodel"))
