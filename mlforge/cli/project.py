@@ -9,7 +9,6 @@ from pathlib import Path
 
 from mlforge.cli.options import Home, Spec, fail, load_project
 from mlforge.cli.progress import follow_run
-from mlforge.config.project import dagster_home
 
 
 def validate(spec: Spec = None, home: Home = None) -> None:
@@ -42,6 +41,7 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
     print("loading Dagster and the asset graph …", flush=True)
     import dagster as dg
 
+    from mlforge.config.project import dagster_home
     from mlforge_assets.runner import Runner
 
     dagster_home(project.settings.state_dir, project.root)
@@ -140,6 +140,8 @@ def ui(spec: Spec = None, home: Home = None, port: int = 3000) -> None:
     from mlforge.config.settings import env_name
 
     project = load_project(spec, home)
+    from mlforge.config.project import dagster_home
+
     dh = dagster_home(project.settings.state_dir, project.root)
     # The code location resolves the spec again in its own process: hand it the file loaded here.
     env = {

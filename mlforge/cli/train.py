@@ -9,7 +9,6 @@ from cyclopts import Parameter
 
 from mlforge.cli.options import Home, Spec, fail, load_project
 from mlforge.cli.progress import follow_run
-from mlforge.config.project import dagster_home
 
 
 def parse_day(value: str, option: str) -> date:
@@ -58,6 +57,7 @@ def train(
         )
     import dagster as dg
 
+    from mlforge.config.project import dagster_home
     from mlforge.features.refs import service_views
     from mlforge_assets.partitions import asset_key
     from mlforge_assets.runner import Runner
