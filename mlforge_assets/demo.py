@@ -243,6 +243,7 @@ def observe(project: Project, instance: dg.DagsterInstance, ticks: bool = False)
                     "partition": run.tags.get("dagster/partition"),
                     "status": run.status.value,
                     "drift_share": run.tags.get("mlforge/drift_share"),
+                    "drift_partition": run.tags.get("mlforge/drift_partition"),
                     "run_id": run.run_id,
                 }
             )
