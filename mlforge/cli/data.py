@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cyclopts import App
 
-from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.cli.options import Home, Spec, fail, load_project, parse_day
 
 data_app = App(name="data", help="Raw datasets: list, validate, register, and restore DVC versions.")
 
@@ -25,15 +25,6 @@ def data_list(spec: Spec = None, home: Home = None) -> None:
         version = f"{v.md5} ({v.files} files, {v.size:,} bytes)" if v else "not versioned"
         print(f"{d.name:<16} {len(d.days):>5}  {span:<22} {d.rows:>9,}  {version}")
     print(f"\nDVC repository {versions.root}, remote {versions.remote}")
-
-
-def _day(k: str):  # type: ignore[no-untyped-def]
-    from datetime import date
-
-    try:
-        return date.fromisoformat(k)
-    except ValueError:
-        fail(f"not a day: {k!r} (expected YYYY-MM-DD)")
 
 
 def _print_checks(outcomes) -> bool:  # type: ignore[no-untyped-def]
@@ -171,6 +162,6 @@ def data_pull(
     days = None
     if day:
         first, _, last = day.partition("..")
-        days = days_between(_day(first), _day(last or first))
+        days = days_between(parse_day(first, "--day"), parse_day(last or first, "--day"))
     n = pull_days(project, dataset, days, out, md5)
     print(f"restored {n} partition(s) of {dataset} into {out}, verified")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cyclopts import App
 
-from mlforge.cli.options import Spec, fail
+from mlforge.cli.options import Spec, fail, parse_day
 
 demo_app = App(name="demo", help="Watch MLForge work: the unattended loop on a real dagster-daemon.")
 
@@ -49,19 +49,13 @@ def demo_loop(
         Also start the Dagster UI on 127.0.0.1:PORT to watch the runs.
     """
     import subprocess
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     from mlforge.config.project import resolve_spec_path
     from mlforge.config.spec import read_document
     from mlforge.data.simulate import DriftScenario
 
-    try:
-        start, drift = date.fromisoformat(replay_start), date.fromisoformat(drift_from)
-    except ValueError:
-        fail(
-            f"--replay-start and --drift-from must be days like 1998-06-25, got {replay_start!r}, {drift_from!r}"
-        )
-        return
+    start, drift = parse_day(replay_start, "--replay-start"), parse_day(drift_from, "--drift-from")
     if folder.exists() and any(folder.iterdir()):
         fail(f"{folder} already exists and is not empty: delete it or pass --folder to start a new demo")
     if days < 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 
 from cyclopts import App
@@ -54,12 +53,7 @@ def deploy_model(
     mode
         Champion-challenger: ``split`` (answers its share) or ``shadow`` (scores, never answers).
     """
-    from pydantic import ValidationError
-
-    from mlforge.config.spec import StrategySpec
-    from mlforge.deployment.rollout import deploy_endpoint
-    from mlforge.io.timeline import Cadence
-    from mlforge.models.base import CUTOFF_TAG
+    from mlforge.deployment.rollout import deploy_version, strategy_of
 
     if (version is None) == (alias is None):
         fail("give exactly one of --version N or --alias NAME")
@@ -67,10 +61,6 @@ def deploy_model(
     s = project.spec
     s.model(model)
     dep = s.deployment(endpoint)
-    if dep.model != model:
-        fail(
-            f"endpoint {endpoint} serves model {dep.model}, not {model} (see deployments in {project.spec_path})"
-        )
     overrides: dict[str, object] = {"kind": strategy} if strategy else {}
     if steps is not None:
         try:
@@ -81,25 +71,9 @@ def deploy_model(
         overrides["challenger_traffic"] = challenger_traffic
     if mode is not None:
         overrides["mode"] = mode
-    try:
-        chosen = StrategySpec.model_validate({**dep.strategy.model_dump(), **overrides})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "strategy"
-        fail(f"--{where.replace('_', '-')}: {err['msg']}")
-        return
-    tracker = project.tracker
-    if version is not None:
-        info = tracker.version(model, version)
-    else:
-        found = tracker.alias(model, str(alias))
-        if found is None:
-            fail(f"model {model} has no alias {alias!r}")
-            return
-        info = found
-    cutoff = info.tags.get(CUTOFF_TAG)
-    day = Cadence.of(s).snap(s.partitions.end) if cutoff is None else date.fromisoformat(cutoff)
-    manifest, changed = deploy_endpoint(project.storage, tracker, s, dep, day, version=info, strategy=chosen)
+    chosen = strategy_of(overrides, dep.strategy)
+    info = project.tracker.resolve(model, version, alias or "champion")
+    manifest, changed = deploy_version(project.storage, project.tracker, s, endpoint, info, chosen)
     if not changed:
         print(f"{endpoint}: already serves this (revision {manifest.revision}); nothing written")
     else:

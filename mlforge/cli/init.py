@@ -18,8 +18,6 @@ from cyclopts import Parameter
 
 from mlforge.cli.options import fail
 
-#: A project name: it prefixes every asset key, so it follows the spec's own rule for names.
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 CDNOW = "data/cdnow/CDNOW_master.txt"
 
 
@@ -67,7 +65,9 @@ def init(
         Project name: lower-case letters, digits and _, starting with a letter (it prefixes
         every asset key and names the code location).
     """
-    if not NAME_PATTERN.match(name):
+    from mlforge.config.spec import NAME  # the spec's own rule for names: NAME prefixes every asset key
+
+    if not re.match(NAME, name):
         fail(
             f"bad project name {name!r}: use lower-case letters, digits and _, starting with a letter "
             "(it prefixes every asset key)"

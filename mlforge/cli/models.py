@@ -46,14 +46,7 @@ def models_show(
     project = load_project(spec, home)
     project.spec.model(model)
     tracker = project.tracker
-    if version is not None:
-        info = tracker.version(model, version)
-    else:
-        found = tracker.alias(model, alias)
-        if found is None:
-            fail(f"model {model} has no alias {alias!r} (see `mlforge models list`)")
-            return
-        info = found
+    info = tracker.resolve(model, version, alias)
     print(f"{model} v{info.version}" + (f" @{', @'.join(info.aliases)}" if info.aliases else ""))
     print(f"  source   {info.source}")
     print(f"  run      {info.run_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -33,3 +34,12 @@ def load_project(spec: Path | None, home: Path | None):  # type: ignore[no-untyp
     from mlforge.config.project import Project
 
     return Project.load(spec, state_dir=home)
+
+
+def parse_day(value: str, option: str) -> date:
+    """A day given on the command line, or a one-line error naming the option (exit code 2)."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} must be a day like 1998-03-31 (YYYY-MM-DD), got {value!r}")
+        raise  # unreachable: fail exits

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.cli.options import Home, Spec, load_project, parse_day
 from mlforge.cli.progress import follow_run
 
 
@@ -33,7 +33,6 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
     cutoff
         Training cutoff day (default: the last partition of the spec).
     """
-    from datetime import date
 
     project = load_project(spec, home)
     t0 = time.perf_counter()
@@ -47,10 +46,7 @@ def quickstart(spec: Spec = None, home: Home = None, cutoff: str | None = None) 
     dagster_home(project.settings.state_dir, project.root)
     with dg.DagsterInstance.get() as instance:
         runner = Runner(project, instance)
-        try:
-            plan = runner.quickstart_plan(date.fromisoformat(cutoff) if cutoff else None)
-        except ValueError:
-            fail(f"--cutoff must be a day like 1998-06-30, got {cutoff!r}")
+        plan = runner.quickstart_plan(parse_day(cutoff, "--cutoff") if cutoff else None)
         n = len(plan)
         print(f"materializing {sum(len(k) for _, k, _, _ in plan)} assets in {n} runs:")
         steps = []
@@ -77,6 +73,14 @@ HEADLINE_METRICS = {
 }
 
 
+def holdout_figures(model, trained: dict[str, object]) -> str:  # type: ignore[no-untyped-def]
+    """The gate's metric, then the task's headline metrics, from a trained asset's metadata."""
+    shown = [model.gate_metric, *(k for k in HEADLINE_METRICS[model.model_task] if k != model.gate_metric)]
+    return ", ".join(
+        f"{k} {trained[f'holdout_{k}']:.4f}" for k in shown if isinstance(trained.get(f"holdout_{k}"), float)
+    )
+
+
 def _summary(project, steps, seconds: float) -> None:  # type: ignore[no-untyped-def]
     spec = project.spec
     meta: dict[str, dict[str, object]] = {}
@@ -93,10 +97,7 @@ def _summary(project, steps, seconds: float) -> None:  # type: ignore[no-untyped
             f"  model             {m.name} v{r.get('model_version')} [{m.model_task}, {m.algorithm}] "
             f"(champion: {r.get('champion_version')}, {r.get('gate')})"
         )
-        shown = [m.gate_metric, *(k for k in HEADLINE_METRICS[m.model_task] if k != m.gate_metric)]
-        figures = ", ".join(
-            f"{k} {t[f'holdout_{k}']:.4f}" for k in shown if isinstance(t.get(f"holdout_{k}"), float)
-        )
+        figures = holdout_figures(m, t)
         if figures:
             print(f"  holdout           {figures} on {t.get('holdout_rows')} rows")
         d = meta.get(f"{p}/monitoring/{m.name}/drift", {})

@@ -7,17 +7,9 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from mlforge.cli.options import Home, Spec, fail, load_project
+from mlforge.cli.options import Home, Spec, fail, load_project, parse_day
 from mlforge.cli.progress import follow_run
-
-
-def parse_day(value: str, option: str) -> date:
-    """A day given on the command line, or a one-line error naming the option."""
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{option} must be a day like 1998-03-31, got {value!r}")
-        raise  # unreachable: fail exits
+from mlforge.cli.project import holdout_figures
 
 
 def train(
@@ -101,14 +93,11 @@ def _report(project: Any, model: str, result: Any, holdout: date) -> None:
     registered = result.metadata.get(f"{p}/models/{model}/registered", {})
     m = project.spec.model(model)
     print(f"\ndone in {result.seconds:.0f} s — Dagster run {result.run_id}")
-    metrics = {
-        k.removeprefix("holdout_"): v
-        for k, v in trained.items()
-        if k.startswith("holdout_") and isinstance(v, float)
-    }
-    if metrics:
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
-        print(f"  holdout           {shown} on {trained.get('holdout_rows')} rows of the {holdout} snapshot")
+    figures = holdout_figures(m, trained)
+    if figures:
+        print(
+            f"  holdout           {figures} on {trained.get('holdout_rows')} rows of the {holdout} snapshot"
+        )
     print(f"  gate metric       {m.gate_metric}")
     print(
         f"  version           {model} v{registered.get('model_version')} (champion: v{registered.get('champion_version')})"

@@ -22,6 +22,9 @@ NAME = r"^[a-z][a-z0-9_]*$"
 ENDPOINT_NAME = r"^[a-z][a-z0-9_-]*$"
 
 
+_S = TypeVar("_S", bound=BaseModel)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -1024,6 +1027,20 @@ def parse_spec(data: Any, path: str = "<spec>") -> ProjectSpec:
     if problems:
         raise SpecError(path, problems)
     return spec
+
+
+def parse_section(model: type[_S], data: Any, where: str) -> _S:
+    """One section of a spec given on its own (a command's options, an SDK argument), validated
+    with the spec's own messages in one line: ``<where>.<field>: <what is wrong>``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe_error(err, data) for err in exc.errors()]
+        named = [
+            p.replace("(top level)", where, 1) if p.startswith("(top level)") else f"{where}.{p}"
+            for p in problems
+        ]
+        raise MLForgeError("; ".join(named)) from None
 
 
 class _Loader(yaml.SafeLoader):

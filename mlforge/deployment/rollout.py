@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from mlforge.config.spec import DeploymentSpec, ModelSpec, ProjectSpec, StrategySpec
+from mlforge.config.spec import DeploymentSpec, ModelSpec, ProjectSpec, StrategySpec, parse_section
 from mlforge.deployment.manifest import Manifest, Variant, read_manifest, write_manifest
 from mlforge.deployment.state import VariantRole
 from mlforge.deployment.variants import plan_variants
-from mlforge.errors import ModelNotFoundError
+from mlforge.errors import MLForgeError, ModelNotFoundError
 from mlforge.features.refs import service_features, service_views
 from mlforge.io.storage import Storage
-from mlforge.io.timeline import key
-from mlforge.models.base import ALGORITHM_TAG, TASK_TAG, Task
+from mlforge.io.timeline import Cadence, key
+from mlforge.models.base import ALGORITHM_TAG, CUTOFF_TAG, TASK_TAG, Task
 from mlforge.models.gate import CHALLENGER, CHAMPION
 from mlforge.models.registration import version_threshold
 from mlforge.models.tracking import ModelVersionInfo, Tracker
@@ -88,3 +89,31 @@ def deploy_endpoint(
 def _same(a: Manifest, b: Manifest) -> bool:
     strip = {"revision", "created_at", "partition"}
     return a.model_dump(exclude=strip) == b.model_dump(exclude=strip)
+
+
+def strategy_of(strategy: Any, default: StrategySpec) -> StrategySpec:
+    """A strategy given on its own: a `StrategySpec`, a DSL strategy object (``to_dict()``), a
+    mapping of fields over `default` (a command's options), a kind's name, or None (`default`)."""
+    if strategy is None or isinstance(strategy, StrategySpec):
+        return strategy or default
+    data = strategy.to_dict() if hasattr(strategy, "to_dict") else strategy
+    data = {"kind": data} if isinstance(data, str) else dict(data)
+    return parse_section(StrategySpec, {**default.model_dump(), **data}, "strategy")
+
+
+def deploy_version(
+    storage: Storage,
+    tracker: Tracker,
+    spec: ProjectSpec,
+    endpoint: str,
+    version: ModelVersionInfo,
+    strategy: StrategySpec | None = None,
+) -> tuple[Manifest, bool]:
+    """Deploy a registered `version` to `endpoint` (`mlforge deploy`, the SDK's `deploy_model`):
+    `deploy_endpoint` with that version, the manifest's partition its cutoff; (manifest, changed)."""
+    dep = spec.deployment(endpoint)
+    if dep.model != version.name:
+        raise MLForgeError(f"endpoint {endpoint} serves model {dep.model}, not {version.name}")
+    cutoff = version.tags.get(CUTOFF_TAG)
+    partition = date.fromisoformat(cutoff) if cutoff else Cadence.of(spec).snap(spec.partitions.end)
+    return deploy_endpoint(storage, tracker, spec, dep, partition, version=version, strategy=strategy)

@@ -328,6 +328,15 @@ class Tracker:
         except MlflowException:
             return None
 
+    def resolve(self, name: str, version: int | None = None, alias: str = "champion") -> ModelVersionInfo:
+        """Version `version` of `name`, or the one `alias` names (by default the champion)."""
+        if version is not None:
+            return self.version(name, version)
+        found = self.alias(name, alias)
+        if found is None:
+            raise ModelNotFoundError(f"model {name} has no alias {alias!r} (see `mlforge models list`)")
+        return found
+
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point `alias` at `version`."""
         self.client.set_registered_model_alias(name, alias, str(version))

@@ -16,7 +16,7 @@ from mlforge.config.project import Project
 from mlforge.deployment.manifest import Manifest
 from mlforge.errors import MLForgeError
 from mlforge.features.store import FeatureStore
-from mlforge.sdk.lifecycle import Datasets, Deployments, Models, Monitor, experiment_run, strategy_spec
+from mlforge.sdk.lifecycle import Datasets, Deployments, Models, Monitor, experiment_run
 
 
 class ClientFeatureStore(FeatureStore):
@@ -102,20 +102,13 @@ class MLForgeClient:
         """Deploy a registered version to `endpoint` with a strategy (a DSL `BlueGreen()`,
         `Canary(steps=[...])`, `ChampionChallenger(...)`, a dict like the YAML's, or the endpoint's
         own): a new manifest revision through the deployment asset's code; (manifest, changed)."""
-        from mlforge.deployment.rollout import deploy_endpoint
-        from mlforge.io.timeline import Cadence, day
-        from mlforge.models.base import CUTOFF_TAG
+        from mlforge.deployment.rollout import deploy_version, strategy_of
 
-        spec = self.project.spec
-        dep = spec.deployment(endpoint)
-        if dep.model != model:
-            raise MLForgeError(f"endpoint {endpoint} serves model {dep.model}, not {model}")
+        dep = self.project.spec.deployment(endpoint)
         info = self.project.tracker.version(model, version)
-        cutoff = info.tags.get(CUTOFF_TAG)
-        when = day(cutoff) if cutoff else Cadence.of(spec).snap(spec.partitions.end)
-        chosen = strategy_spec(strategy, dep.strategy)
-        return deploy_endpoint(
-            self.project.storage, self.project.tracker, spec, dep, when, version=info, strategy=chosen
+        chosen = strategy_of(strategy, dep.strategy)
+        return deploy_version(
+            self.project.storage, self.project.tracker, self.project.spec, endpoint, info, chosen
         )
 
     def materialize(

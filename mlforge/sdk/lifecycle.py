@@ -15,7 +15,6 @@ from typing import Any
 import polars as pl
 
 from mlforge.config.project import Project
-from mlforge.config.spec import StrategySpec
 from mlforge.data.catalog import (
     DatasetSummary,
     Registration,
@@ -57,13 +56,7 @@ class Models:
     def version(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersionInfo:
         """A version by number, or the one `alias` names (default: the champion)."""
         self.project.spec.model(name)
-        tracker = self.project.tracker
-        if version is not None:
-            return tracker.version(name, version)
-        found = tracker.alias(name, alias or CHAMPION)
-        if found is None:
-            raise ModelNotFoundError(f"model {name} has no alias {alias or CHAMPION!r}")
-        return found
+        return self.project.tracker.resolve(name, version, alias or CHAMPION)
 
     def load(self, name: str, alias: str | None = None, version: int | None = None) -> FittedModel:
         """The fitted model of a version (default: the champion), loaded with its own algorithm."""
@@ -137,23 +130,6 @@ class Deployments:
     def traffic(self, endpoint: str, split: dict[str, int]) -> Manifest:
         """Re-weight the variants (``{"stable": 75, "canary": 25}``; answering shares add up to 100)."""
         return apply_traffic(self.project.storage, endpoint, dict(split), "with the SDK")
-
-
-def strategy_spec(strategy: Any, default: StrategySpec) -> StrategySpec:
-    """A deployment strategy from a `StrategySpec`, a DSL strategy object (anything with
-    ``to_dict()``), a dict like the YAML's, a kind name, or None (the endpoint's own)."""
-    from pydantic import ValidationError
-
-    if strategy is None or isinstance(strategy, StrategySpec):
-        return strategy or default
-    data = strategy.to_dict() if hasattr(strategy, "to_dict") else strategy
-    data = {"kind": data} if isinstance(data, str) else dict(data)
-    try:
-        return StrategySpec.model_validate({**default.model_dump(), **data})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "strategy"
-        raise MLForgeError(f"strategy.{where}: {err['msg']}") from None
 
 
 class Datasets:
